@@ -1,0 +1,1 @@
+"""dsagent.agent: the loop, events, sessions, backends."""

@@ -1,0 +1,1 @@
+"""dsagent.kernels: Triton kernels, each beside its PyTorch reference."""

@@ -1,0 +1,1 @@
+"""dsagent.prompts: system prompts and templates."""

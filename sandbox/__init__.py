@@ -1,0 +1,1 @@
+"""dsagent.sandbox: Docker containers, images and the isolated git workspace."""

@@ -1,0 +1,1 @@
+"""dsagent.tools: the tools the model calls."""

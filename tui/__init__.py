@@ -1,0 +1,1 @@
+"""dsagent.tui: the Textual pairing UI."""
