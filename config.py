@@ -157,7 +157,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror}); fix its permissions or remove it") from None
+        reason = exc.strerror
+        raise ConfigError(f"{path}: cannot read config file ({reason}); fix its permissions or remove it") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
