@@ -1,0 +1,5 @@
+"""Split a list into numbered pages."""
+
+from .pages import page_count, paginate
+
+__all__ = ["page_count", "paginate"]
