@@ -82,17 +82,9 @@ class Registry:
 
     def schemas(self) -> list[dict[str, Any]]:
         """OpenAI-style function specs, the form the DSML tools block lists."""
-        return [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description,
-                    "parameters": tool.args_model.model_json_schema(),
-                },
-            }
-            for tool in self._tools.values()
-        ]
+        from dsagent.model.dsml_schema import function_spec
+
+        return [function_spec(tool.name, tool.description, tool.args_model) for tool in self._tools.values()]
 
     def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
         start = time.monotonic()
