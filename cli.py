@@ -26,7 +26,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 # Modules that add subcommands: each exposes `register(app)`.
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = ["dsagent.tools.cli", "dsagent.agent.cli", "dsagent.model.cli", "dsagent.agent.fix_cli",
+                                   "dsagent.sandbox.cli"]
 
 RepoOption = Annotated[Path | None, typer.Option("--repo", help="Repository to work in (default: current dir).")]
 ModelOption = Annotated[
@@ -72,13 +73,18 @@ def main(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    repo: RepoOption = None,
+    model: ModelOption = None,
+    overrides: SetOption = None,
 ) -> None:
+    """With no command: open the pairing UI (--repo, --model and --set apply to it)."""
     if ctx.invoked_subcommand is None:
         tui = importlib.util.find_spec("dsagent.tui.app")
         if tui is None:
             console.print(ctx.get_help())
             raise typer.Exit()
-        importlib.import_module("dsagent.tui.app").run_tui(settings_from_cli().settings)
+        settings = settings_from_cli(repo, model, overrides).settings
+        importlib.import_module("dsagent.tui.app").run_tui(settings, repo)
 
 
 @app.command()

@@ -1,0 +1,165 @@
+"""One tool call: a title line (status, name, argument summary, duration) over its expandable output.
+Edits show their diff, test runs a pass/fail table, everything else the text the model saw."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dsagent.tui.diff_view import DiffView
+from dsagent.tui.test_table import TestOutcome, TestTable
+from textual.widget import Widget
+from textual.widgets import Collapsible, Static
+
+STATUS = {
+    "running": ("◌", "running"),
+    "ok": ("✔", "ok"),
+    "failed": ("✘", "failed"),
+    "timed out": ("⧗", "timed out"),
+}
+SUMMARY_WIDTH = 48
+OUTPUT_LINES = 60  # lines of plain output shown in a card; the model got the full text
+
+
+def shorten(text: str, width: int = SUMMARY_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summarize_args(name: str, args: dict[str, Any]) -> str:
+    """The few words that say what a call does: a path, a query, a command."""
+    path = str(args.get("path", "") or "")
+    if name == "read_file":
+        start, end = args.get("start_line"), args.get("end_line")
+        span = f":{start or 1}-{end}" if end else (f":{start}-" if start else "")
+        return shorten(path + span)
+    if name in ("edit_file", "write_file", "list_dir"):
+        return shorten(path or ".")
+    if name == "search_code":
+        where = f" in {path}" if path else ""
+        return shorten(f"{args.get('query', '')!r} ({args.get('kind', 'definition')}){where}")
+    if name == "repo_map":
+        return shorten(str(args.get("focus") or "whole repository"))
+    if name == "run_tests":
+        return shorten(str(args.get("target") or "all tests"))
+    if name == "run_shell":
+        return shorten(str(args.get("command", "")))
+    if name == "finish":
+        return shorten(str(args.get("summary", "")))
+    return shorten(json.dumps(args, ensure_ascii=False, sort_keys=True))
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def outcomes_from_data(data: dict[str, Any]) -> tuple[list[TestOutcome], dict[str, int] | None] | None:
+    """The rows of a test run from a tool result's data, or None when it is not one."""
+    rows = data.get("tests")
+    if not isinstance(rows, list):
+        return None
+    outcomes = [
+        TestOutcome(str(row.get("name", "?")), str(row.get("outcome", "?")), str(row.get("message", "") or ""))
+        for row in rows
+        if isinstance(row, dict)
+    ]
+    counts = data.get("counts")
+    return outcomes, counts if isinstance(counts, dict) else None
+
+
+def clip_output(text: str, lines: int = OUTPUT_LINES) -> str:
+    kept = text.splitlines()
+    if len(kept) <= lines:
+        return text.rstrip() or "(no output)"
+    head = lines // 3
+    tail = lines - head
+    return "\n".join([*kept[:head], f"… {len(kept) - lines} lines not shown …", *kept[-tail:]])
+
+
+class ToolCard(Collapsible):
+    DEFAULT_CSS = """
+    ToolCard {
+        border: none;
+        border-left: thick $primary 50%;
+        padding: 0;
+        margin: 0 0 1 0;
+        background: $boost;
+    }
+    ToolCard.-ok { border-left: thick $success; }
+    ToolCard.-failed, ToolCard.-timed-out { border-left: thick $error; }
+    ToolCard > Contents { padding: 0 0 0 1; }
+    ToolCard .output { color: $text-muted; }
+    ToolCard Collapsible { border: none; padding: 0; margin: 0; background: transparent; }
+    """
+
+    def __init__(self, call_id: str, name: str, arguments: dict[str, Any], **kwargs) -> None:
+        self.call_id = call_id
+        self.tool_name = name
+        self.arguments = arguments
+        self.summary = summarize_args(name, arguments)
+        self.status = "running"
+        self.duration: float | None = None
+        super().__init__(Static("running…", classes="output"), title=self._heading(), collapsed=True, **kwargs)
+        self.add_class("-running")
+
+    def _heading(self) -> str:
+        icon, label = STATUS[self.status]
+        duration = f" {format_duration(self.duration)}" if self.duration is not None else ""
+        return f"{icon} {self.tool_name}  {self.summary}  · {label}{duration}"
+
+    async def finish(
+        self, ok: bool, output: str, duration: float, timed_out: bool = False, data: dict[str, Any] | None = None
+    ) -> None:
+        """Show the result: the body by what kind of result it is, then the status in the title."""
+        data = data or {}
+        diff = data.get("diff") if isinstance(data.get("diff"), str) and data["diff"].strip() else None
+        contents = self.query_one(Collapsible.Contents)
+        await contents.remove_children()
+        await contents.mount_all(self._body(ok, output, diff, outcomes_from_data(data)))
+        self.status = "timed out" if timed_out else "ok" if ok else "failed"
+        self.duration = duration
+        self.remove_class("-running")
+        self.add_class("-" + self.status.replace(" ", "-"))
+        self.title = self._heading()
+        # A change is what the user most wants to see; other output stays folded until asked for.
+        if diff and ok:
+            self.collapsed = False
+
+    @staticmethod
+    def _body(ok: bool, output: str, diff: str | None, tests: Any) -> list[Widget]:
+        text = Static(clip_output(output), classes="output", markup=False)
+        if diff:
+            return [DiffView(diff), text] if not ok else [DiffView(diff)]
+        if tests is not None:
+            return [TestTable(*tests), Collapsible(text, title="output")]
+        return [text]
+
+
+if __name__ == "__main__":
+    from textual.app import App, ComposeResult
+    from textual.containers import VerticalScroll
+
+    DIFF = "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n"
+
+    class ToolCardDemo(App):
+        def compose(self) -> ComposeResult:
+            with VerticalScroll():
+                yield ToolCard("1", "read_file", {"path": "calc.py"})
+                yield ToolCard("2", "edit_file", {"path": "calc.py", "old_string": "-", "new_string": "+"})
+                yield ToolCard("3", "run_tests", {"target": "tests/test_calc.py"})
+                yield ToolCard("4", "run_shell", {"command": "sleep 999"})
+
+        async def on_mount(self) -> None:
+            cards = list(self.query(ToolCard))
+            await cards[0].finish(True, "def add(a, b):\n    return a - b\n", 0.01)
+            await cards[1].finish(True, "edited calc.py", 0.02, data={"diff": DIFF})
+            tests = [{"name": "tests/test_calc.py::test_add", "outcome": "passed"}]
+            await cards[2].finish(True, "1 passed", 1.5, data={"tests": tests})
+            await cards[3].finish(False, "killed after 300s", 300.0, timed_out=True)
+
+    ToolCardDemo().run()
