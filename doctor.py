@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ def check_sandbox_image(settings: Settings) -> Check:
         client = docker_client()
         client.images.get(image)
     except Exception:
-        return Check("sandbox image", False, f"{image} missing", "run `dsagent sandbox build`", required=False)
+        return Check("sandbox image", False, f"{image} missing", "run `dsagent sandbox build`")
     return Check("sandbox image", True, image)
 
 
@@ -101,13 +100,13 @@ def _check_local_checkpoint(path: Path) -> Check:
     if not config_file.is_file():
         return Check("model (local)", False, f"{path}: no config.json",
                      "point --model local:DIR at a Hugging Face checkpoint folder")
+    from dsagent.model.config import ConfigError, load_config
+
     try:
-        model_type = json.loads(config_file.read_text())["model_type"]
-    except (ValueError, KeyError) as exc:
-        return Check("model (local)", False, f"{config_file}: unreadable ({exc})", "fix or replace config.json")
-    if model_type not in ("deepseek_v32", "deepseek_v3"):
-        return Check("model (local)", False, f"model_type {model_type!r} unsupported",
-                     "use a DeepSeek-V3.2 (deepseek_v32) or DeepSeek-V3 (deepseek_v3) checkpoint")
+        model_type = load_config(path).model_type
+    except ConfigError as exc:
+        return Check("model (local)", False, str(exc),
+                     "use a valid DeepSeek-V3.2 (deepseek_v32) or DeepSeek-V3 (deepseek_v3) config.json")
     try:
         tokenizer_source = _load_tokenizer(path)
     except Exception as exc:

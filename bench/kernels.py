@@ -1,0 +1,228 @@
+"""Benchmark the Triton kernels at DeepSeek-V3.2 shapes against the device's measured limits.
+
+For each kernel: the floor (bytes / measured copy bandwidth or FLOPs / measured dense GEMM rate, whichever
+is larger), the measured median time, floor / time, and the issue's target where there is one. Writes
+bench/results/kernels-<device>.md (or --out DIR). Needs a CUDA GPU; runs in a few minutes.
+
+    python bench/kernels.py [--out DIR] [--sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+from dsagent.kernels.fp8_triton import act_quant_triton, fp8_gemm_scaled_mm, fp8_gemm_triton
+from dsagent.kernels.indexer_triton import index_scores_triton, index_topk_cuda
+from dsagent.kernels.moe_triton import fused_moe_triton
+from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
+from gpu_common import Ceilings, Table, device_slug, gpu_time_ms, graph_time_ms, measure_ceilings, write_report
+
+FP8 = torch.float8_e4m3fn
+COLUMNS = ["kernel", "shape", "floor us", "bound", "measured us", "floor/measured", "achieved", "target", "met"]
+CUDA = "cuda"
+
+
+def _row(table: Table, name, shape, flops, nbytes, ms, ceil: Ceilings, peak, target=None):
+    """Add a row; target = (text, predicate on (tflops, bandwidth fraction, floor fraction))."""
+    t_flops, t_bytes = flops / peak, nbytes / ceil.bandwidth
+    floor = max(t_flops, t_bytes)
+    tflops, bw = flops / (ms * 1e-3) / 1e12, nbytes / (ms * 1e-3)
+    achieved = f"{tflops:.0f} TFLOP/s, {bw / 1e12:.2f} TB/s ({bw / ceil.bandwidth:.0%} of copy)"
+    met = "" if target is None else ("yes" if target[1](tflops, bw / ceil.bandwidth, floor / (ms * 1e-3)) else "NO")
+    bound = "compute" if t_flops >= t_bytes else "memory"
+    table.add(name, shape, f"{floor * 1e6:.1f}", bound, f"{ms * 1e3:.1f}", f"{floor / (ms * 1e-3):.0%}", achieved,
+              "" if target is None else target[0], met)  # fmt: skip
+
+
+def _time(fn, graph: bool) -> float:
+    """Median ms after a warm-up; `graph`: replayed from a CUDA graph, as the engine's decode step runs
+    (small kernels would otherwise be timed at the rate Python launches them)."""
+    fn()
+    torch.cuda.synchronize()
+    return graph_time_ms(fn) if graph else gpu_time_ms(fn)
+
+
+def _best(fn_of_config, configs, graph=False):
+    """Time every config; return (best ms, best config, all timings)."""
+    timings = []
+    for cfg in configs:
+        try:
+            timings.append((_time(fn_of_config(cfg), graph), cfg))
+        except Exception as exc:  # a config can exceed shared memory on this device
+            print(f"  config {cfg} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+    for ms, cfg in timings:
+        print(f"  config {cfg}: {ms * 1e3:.1f} us", flush=True)
+    ms, cfg = min(timings, key=lambda x: x[0])
+    return ms, cfg, timings
+
+
+def _mla_case(ceil, table, name, b, t, s, target, configs):
+    h, dqk, dv, k = 128, 576, 512, 2048
+    q = torch.randn(b, t, h, dqk, device=CUDA, dtype=torch.bfloat16)
+    kv = torch.randn(b, s, dqk, device=CUDA, dtype=torch.bfloat16)
+    idx = torch.stack([torch.randperm(s, device=CUDA)[:k] for _ in range(b * t)]).view(b, t, k).int()
+    out = torch.empty(b, t, h, dv, device=CUDA, dtype=torch.bfloat16)
+    run = lambda c: lambda: sparse_mla_triton(q, kv, idx, dqk**-0.5, dv, out=out, config=c)
+    ms, cfg, _ = _best(run, configs, graph=t == 1)
+    flops = 2 * b * t * h * k * (dqk + dv)
+    nbytes = b * t * (k * dqk * 2 + h * dqk * 2 + h * dv * 2 + k * 4)
+    goal = (f">= {target} TFLOP/s", lambda tf, bw, fl: tf >= target)
+    _row(table, f"sparse MLA {name} (config {cfg or 'default'})", f"B={b} T={t} H={h} K={k} S={s}", flops, nbytes, ms,
+         ceil, ceil.bf16_flops, goal)  # fmt: skip
+
+
+def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
+    more = []  # swept on H100: (64, 32|64|128, 8, 1|2|3) and key splits; the default (64, 64, 8, 2) was best
+    _mla_case(ceil, table, "decode", 64, 1, 8192, 300, [None, *more])
+    _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, [None, *more])
+
+
+def _indexer_case(ceil, table, name, t, s, configs):
+    h, d = 64, 128
+    offset = s - t
+    q = torch.randn(t, h, d, device=CUDA).to(FP8)
+    w = torch.randn(t, h, device=CUDA)
+    keys = torch.randn(s, d, device=CUDA).to(FP8)
+    ks = torch.rand(s, device=CUDA)
+    out = torch.empty(t, s, device=CUDA)
+    ms, cfg, _ = _best(
+        lambda c: lambda: index_scores_triton(q, w, keys, ks, offset, out=out, config=c), configs, t == 1
+    )
+    flops = 2 * h * d * (t * offset + t * (t + 1) / 2)
+    nbytes = s * (d + 4) + t * (h * d + h * 4) + t * s * 4
+    target = (">= 70% of copy bandwidth", lambda tf, bw, fl: bw >= 0.7) if t == 1 else None
+    _row(table, f"indexer scores {name} (config {cfg or 'default'})", f"T={t} H={h} D={d} S={s}", flops, nbytes, ms,
+         ceil, ceil.fp8_flops, target)  # fmt: skip
+    ms = _time(lambda: index_topk_cuda(out, 2048), t == 1)
+    _row(table, f"top-k 2048 ({name}, torch.topk)", f"T={t} S={s}", 0, t * s * 4 + t * 2048 * 4, ms, ceil, 1.0)
+
+
+def bench_indexer(ceil: Ceilings, table: Table, sweep: bool) -> None:
+    more = [(1, 128, 4, 2)] if sweep else []  # the general kernel, one key tile per program
+    _indexer_case(ceil, table, "decode", 1, 131072, [None, *more])
+    more = []  # swept on H100: (8|16|32, 128, 4, 2) and (16, 256, 8, 2); (32, 128, 4, 2) is the default
+    _indexer_case(ceil, table, "prefill chunk", 2048, 65536, [None, *more])
+
+
+def _gemm_case(ceil, table, label, m, w, ws, sweep):
+    n, k = w.shape
+    xq, xs = act_quant_triton(torch.randn(m, k, device=CUDA, dtype=torch.bfloat16))
+    configs = [None]  # swept on H100 at M=4096: 128x128 and 128x64 tiles lost to the default 64x128
+    ms, cfg, _ = _best(lambda c: lambda: fp8_gemm_triton(xq, xs, w, ws, config=c), configs, m <= 16)
+    flops, nbytes = 2 * m * n * k, n * k + m * k + m * n * 2
+    shape = f"M={m} N={n} K={k}"
+    _row(table, f"fp8 GEMM {label} triton ({cfg or 'default'})", shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
+    try:
+        ms = _time(lambda: fp8_gemm_scaled_mm(xq, xs, w, ws), m <= 16)
+        _row(table, f"fp8 GEMM {label} torch._scaled_mm", shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
+    except Exception as exc:
+        print(f"  _scaled_mm block-scaled unavailable: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+
+
+def bench_fp8(ceil: Ceilings, table: Table, sweep: bool) -> None:
+    x = torch.randn(4096, 7168, device=CUDA, dtype=torch.bfloat16)
+    ms = gpu_time_ms(lambda: act_quant_triton(x))
+    _row(table, "act_quant", "[4096, 7168] bf16", 0, x.numel() * 3 + x.numel() // 128 * 4, ms, ceil, 1.0)
+    shapes = [("wq_a+wkv_a", 2112, 7168), ("wq_b", 24576, 1536), ("wo", 7168, 16384), ("shared w13", 4096, 7168)]
+    for label, n, k in shapes:
+        w = torch.randn(n, k, device=CUDA).to(FP8)
+        ws = torch.rand(math.ceil(n / 128), math.ceil(k / 128), device=CUDA)
+        for m in (1, 16, 4096):
+            _gemm_case(ceil, table, label, m, w, ws, sweep)
+
+
+def _moe_weights(e, d, inter, fp8):
+    if not fp8:
+        w13 = torch.randn(e, 2 * inter, d, device=CUDA, dtype=torch.bfloat16).mul_(d**-0.5)
+        w2 = torch.randn(e, d, inter, device=CUDA, dtype=torch.bfloat16).mul_(inter**-0.5)
+        return w13, w2, None, None
+    w13 = torch.empty(e, 2 * inter, d, device=CUDA, dtype=FP8)
+    w2 = torch.empty(e, d, inter, device=CUDA, dtype=FP8)
+    for i in range(e):  # expert by expert: a full fp32 temporary would not fit
+        w13[i] = torch.randn(2 * inter, d, device=CUDA, dtype=torch.bfloat16).mul_(64).to(FP8)
+        w2[i] = torch.randn(d, inter, device=CUDA, dtype=torch.bfloat16).mul_(64).to(FP8)
+    s13 = torch.full((e, 2 * inter // 128, d // 128), 1 / 64 / d**0.5, device=CUDA)
+    s2 = torch.full((e, d // 128, inter // 128), 1 / 64 / inter**0.5, device=CUDA)
+    return w13, w2, s13, s2
+
+
+def _dense_equal_flops_ms(tokens, d, inter, fp8):
+    a = torch.randn(tokens, d, device=CUDA, dtype=torch.bfloat16)
+    b1 = torch.randn(2 * inter, d, device=CUDA, dtype=torch.bfloat16)
+    h = torch.randn(tokens, inter, device=CUDA, dtype=torch.bfloat16)
+    b2 = torch.randn(d, inter, device=CUDA, dtype=torch.bfloat16)
+    if not fp8:
+        return gpu_time_ms(lambda: (a @ b1.t(), h @ b2.t()))
+    a, b1, h, b2 = (t.to(FP8) for t in (a, b1, h, b2))
+    one = torch.ones((), device=CUDA)
+    return gpu_time_ms(
+        lambda: (
+            torch._scaled_mm(a, b1.t(), one, one, out_dtype=torch.bfloat16),
+            torch._scaled_mm(h, b2.t(), one, one, out_dtype=torch.bfloat16),
+        )
+    )
+
+
+def _moe_case(ceil, table, weights, t, fp8, sweep):
+    w13, w2, s13, s2 = weights
+    e, two_inter, d = w13.shape
+    inter, k = two_inter // 2, 8
+    x = torch.randn(t, d, device=CUDA, dtype=torch.bfloat16)
+    ids = torch.rand(t, e, device=CUDA).argsort(-1)[:, :k].int()
+    wts = torch.rand(t, k, device=CUDA)
+    configs = [None]
+    if sweep and t >= 1024:
+        # fp8 128-row tiles measured 3x slower (two 128x128 fp32 accumulators plus the scaled products spill)
+        configs += [(64, 128, 128, 4, 4)] if fp8 else [(128, 128, 64, 8, 3), (64, 128, 64, 4, 4)]
+    ms, cfg, _ = _best(lambda c: lambda: fused_moe_triton(x, ids, wts, w13, w2, s13, s2, config=c), configs, t <= 16)
+    flops = 2 * t * k * 3 * d * inter
+    active = ids.unique().numel()
+    nbytes = active * 3 * d * inter * (1 if fp8 else 2) + t * d * 4
+    peak = ceil.fp8_flops if fp8 else ceil.bf16_flops
+    tag = "fp8" if fp8 else "bf16"
+    if t >= 1024:
+        dense = _dense_equal_flops_ms(t * k, d, inter, fp8)
+        target = (f">= 70% of dense GEMM ({dense * 1e3:.0f} us)", lambda tf, bw, fl: dense / ms >= 0.7)
+        name = f"fused MoE {tag} prefill (config {cfg or 'default'}; {dense / ms:.0%} of dense)"
+    else:
+        target = (">= 60% of bandwidth on expert weights", lambda tf, bw, fl: bw >= 0.6)
+        name = f"fused MoE {tag} decode (config {cfg or 'default'}; {active} experts)"
+    _row(table, name, f"T={t} E={e} D={d} I={inter} k={k}", flops, nbytes, ms, ceil, peak, target)
+
+
+def bench_moe(ceil: Ceilings, table: Table, sweep: bool) -> None:
+    for fp8 in (False, True):
+        weights = _moe_weights(256, 7168, 2048, fp8)
+        for t in (1, 4, 16, 4096):
+            _moe_case(ceil, table, weights, t, fp8, sweep)
+        del weights
+        torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--sweep", action="store_true", help="also time alternative tile configurations")
+    parser.add_argument("--only", default="mla,indexer,fp8,moe")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    ceil = measure_ceilings()
+    pre = [
+        f"- measured ceilings: copy {ceil.bandwidth / 1e12:.2f} TB/s (read + write), bf16 GEMM "
+        f"{ceil.bf16_flops / 1e12:.0f} TFLOP/s, fp8 GEMM {ceil.fp8_flops / 1e12:.0f} TFLOP/s (8192^3)",
+        "- floor = max(FLOPs / GEMM rate, bytes / copy bandwidth); floor/measured = 100% is the limit",
+    ]
+    print("\n".join(pre), flush=True)
+    table = Table("Kernels at DeepSeek-V3.2 shapes", COLUMNS)
+    benches = {"mla": bench_sparse_mla, "indexer": bench_indexer, "fp8": bench_fp8, "moe": bench_moe}
+    for name in args.only.split(","):
+        benches[name](ceil, table, args.sweep)
+        torch.cuda.empty_cache()
+    write_report(args.out / f"kernels-{device_slug()}.md", "Triton kernels", pre, [table])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The DeepSeek-V3.2 lightning indexer: fp8 index scores and per-query top-k (PyTorch reference + dispatcher).
+
+I[t, s] = k_scale[s] * sum_h relu(q8[t, h] . k8[s]) * w[t, h]; the caller folds the query scales, the
+head count and the head-dim softmax scale into w. Query t sits at absolute position offset + t and
+sees keys s <= offset + t.
+"""
+
+from __future__ import annotations
+
+import torch
+from dsagent.kernels.fp8 import fp8_to_float
+
+# Elements of the [t, H, S] fp32 logits held at once by the reference (64 MiB).
+_LOGIT_BUDGET = 1 << 24
+
+
+def index_scores_ref(
+    q_fp8: torch.Tensor, weights: torch.Tensor, k_fp8: torch.Tensor, k_scale: torch.Tensor, offset: int
+) -> torch.Tensor:
+    """q_fp8 [T, H, D] e4m3, weights [T, H] fp32, k_fp8 [S, D] e4m3, k_scale [S] fp32 -> [T, S] fp32."""
+    t_len, heads, _ = q_fp8.shape
+    s_len = k_fp8.shape[0]
+    keys = fp8_to_float(k_fp8)
+    out = torch.empty(t_len, s_len, dtype=torch.float32, device=q_fp8.device)
+    step = max(1, _LOGIT_BUDGET // max(1, heads * s_len))
+    for start in range(0, t_len, step):
+        stop = min(t_len, start + step)
+        logits = torch.einsum("thd,sd->ths", fp8_to_float(q_fp8[start:stop]), keys)  # [t, H, S]
+        summed = (logits.relu_() * weights[start:stop].float().unsqueeze(-1)).sum(dim=1)  # [t, S]
+        out[start:stop] = summed * k_scale.float().unsqueeze(0)
+    query_pos = offset + torch.arange(t_len, device=out.device).unsqueeze(1)
+    future = torch.arange(s_len, device=out.device).unsqueeze(0) > query_pos
+    return out.masked_fill_(future, float("-inf"))
+
+
+def index_topk_ref(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """scores [T, S] -> [T, k] int32 key positions of the k best scores; -1 where fewer than k are visible."""
+    t_len, s_len = scores.shape
+    picked = min(k, s_len)
+    values, positions = scores.topk(picked, dim=-1)
+    positions = positions.to(torch.int32).masked_fill_(values == float("-inf"), -1)
+    if picked < k:
+        pad = torch.full((t_len, k - picked), -1, dtype=torch.int32, device=scores.device)
+        positions = torch.cat([positions, pad], dim=-1)
+    return positions
+
+
+def index_scores(
+    q_fp8: torch.Tensor, weights: torch.Tensor, k_fp8: torch.Tensor, k_scale: torch.Tensor, offset: int
+) -> torch.Tensor:
+    """Dispatcher for the index scores (see index_scores_ref): the Triton kernel on CUDA."""
+    if q_fp8.is_cuda:
+        from dsagent.kernels.indexer_triton import index_scores_triton
+
+        return index_scores_triton(q_fp8, weights, k_fp8, k_scale, offset)
+    return index_scores_ref(q_fp8, weights, k_fp8, k_scale, offset)
+
+
+def index_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Dispatcher for the per-query top-k (see index_topk_ref): chunked torch.topk on CUDA."""
+    if scores.is_cuda:
+        from dsagent.kernels.indexer_triton import index_topk_cuda
+
+        return index_topk_cuda(scores, k)
+    return index_topk_ref(scores, k)

@@ -1,0 +1,56 @@
+"""The DSA lightning indexer: scores every cached key for each query and keeps the top index_topk.
+
+Shape legend: T new tokens, S cached tokens (after this append), Hi indexer heads, Di indexer head dim,
+R RoPE dims, D model dim, Q q_lora_rank.
+"""
+
+from __future__ import annotations
+
+import torch
+from dsagent.kernels.fp8 import act_quant
+from dsagent.kernels.indexer import index_scores, index_topk
+from dsagent.model.cache import LayerCache
+from dsagent.model.config import ModelConfig
+from dsagent.model.layers import Linear, apply_rope, hadamard, layer_norm
+
+
+class Indexer:
+    def __init__(
+        self,
+        config: ModelConfig,
+        wq_b: Linear,
+        wk: Linear,
+        k_norm_weight: torch.Tensor,
+        k_norm_bias: torch.Tensor,
+        weights_proj: torch.Tensor,
+        interleaved_rope: bool = False,
+    ):
+        self.heads, self.head_dim = config.index_n_heads, config.index_head_dim
+        self.rope_dim, self.topk = config.qk_rope_head_dim, config.index_topk
+        self.wq_b, self.wk = wq_b, wk  # [Hi*Di, Q], [Di, D]
+        self.k_norm_weight, self.k_norm_bias = k_norm_weight, k_norm_bias  # [Di] fp32
+        self.weights_proj = weights_proj  # [Hi, D] fp32
+        self.interleaved_rope = interleaved_rope  # a deliberately wrong variant, for tests
+
+    def _rope_first(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # The indexer puts the RoPE part first in each head and rotates half-split pairs.
+        pe, rest = x.split([self.rope_dim, self.head_dim - self.rope_dim], dim=-1)
+        return torch.cat([apply_rope(pe, cos, sin, self.interleaved_rope), rest], dim=-1)
+
+    def __call__(
+        self, x: torch.Tensor, qr: torch.Tensor, start: int, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache
+    ) -> torch.Tensor:
+        """x [T, D], qr [T, Q] -> selected key positions [T, index_topk] int32 (-1 = none)."""
+        t_len = x.shape[0]
+        q = self._rope_first(self.wq_b(qr).view(t_len, self.heads, self.head_dim), cos, sin)
+        k = layer_norm(self.wk(x), self.k_norm_weight, self.k_norm_bias)
+        k = self._rope_first(k, cos, sin)
+        q_fp8, q_scale = act_quant(hadamard(q))  # [T, Hi, Di], [T, Hi, 1]
+        k_fp8, k_scale = act_quant(hadamard(k))  # [T, Di], [T, 1]
+        end = start + t_len
+        cache.index_k[start:end] = k_fp8
+        cache.index_scale[start:end] = k_scale[:, 0]
+        weights = (x.float() @ self.weights_proj.T) * self.heads**-0.5  # [T, Hi]
+        weights = weights * q_scale[..., 0] * self.head_dim**-0.5
+        scores = index_scores(q_fp8, weights, cache.index_k[:end], cache.index_scale[:end], start)  # [T, S]
+        return index_topk(scores, self.topk)

@@ -1,0 +1,165 @@
+"""Building blocks shared by attention and feed-forward code: linear layers (bf16 or fp8), norms, RoPE.
+
+Shape legend: T tokens, H heads, R RoPE dims, D model dim.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from dsagent.kernels.fp8 import fp8_linear, weight_dequant
+from dsagent.model.config import ModelConfig
+
+# Elements of a bf16 weight converted to fp32 at once by matmul_fp32 (4 MiB of fp32, cache-sized).
+_CONVERT_BUDGET = 1 << 20
+
+
+class Linear:
+    """y = x @ W^T. W is bf16 (or the engine's dtype), or fp8 e4m3 with 128x128 block scales."""
+
+    def __init__(self, weight: torch.Tensor, scale: torch.Tensor | None = None):
+        self.weight = weight  # [N, K]
+        self.scale = scale  # [ceil(N/128), ceil(K/128)] fp32 for fp8 weights
+        self._dense: torch.Tensor | None = None
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale is None:
+            return F.linear(x, self.weight)
+        return fp8_linear(x, self.weight, self.scale).to(x.dtype)
+
+    def dense(self, dtype: torch.dtype) -> torch.Tensor:
+        """The weight in `dtype`, dequantised once and kept (used for kv_b_proj in the absorbed form)."""
+        if self.scale is None:
+            return self.weight.to(dtype)
+        if self._dense is None or self._dense.dtype != dtype:
+            self._dense = weight_dequant(self.weight, self.scale).to(dtype)
+        return self._dense
+
+    def nbytes(self) -> int:
+        return self.weight.nbytes + (0 if self.scale is None else self.scale.nbytes)
+
+
+def matmul_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x [..., K] @ weight [N, K]^T in fp32 without an fp32 copy of the whole weight (the LM head).
+
+    Row blocks of the weight are converted into one reused fp32 buffer (fresh allocations would fault in
+    new pages for every block)."""
+    x = x.float()
+    if weight.dtype == torch.float32:
+        return x @ weight.T
+    n, k = weight.shape
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    out = torch.empty(x2.shape[0], n, dtype=torch.float32, device=x.device)
+    # on a GPU, small blocks would mean hundreds of launches per token; 64M elements is 256 MiB of fp32
+    budget = _CONVERT_BUDGET if x.device.type == "cpu" else 1 << 26
+    rows = max(1, min(n, budget // max(k, 1)))
+    buffer = torch.empty(rows, k, dtype=torch.float32, device=x.device)
+    for start in range(0, n, rows):
+        block = buffer[: min(rows, n - start)]
+        block.copy_(weight[start : start + rows])
+        torch.mm(x2, block.T, out=out[:, start : start + block.shape[0]])
+    return out.view(*lead, n)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm in fp32 (weight fp32), result in x's dtype."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (weight * xf).to(x.dtype)
+
+
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual add in fp32 then RMSNorm of the fp32 sum; the stored residual is rounded to x's dtype."""
+    total = x.float() + residual.float()
+    normed = total * torch.rsqrt(total.pow(2).mean(-1, keepdim=True) + eps)
+    return (weight * normed).to(x.dtype), total.to(x.dtype)
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps).to(x.dtype)
+
+
+@lru_cache(maxsize=8)
+def _hadamard(n: int, device: torch.device) -> torch.Tensor:
+    h = torch.ones(1, 1)
+    while h.shape[0] < n:  # Sylvester construction, natural order
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h.to(device)
+
+
+def hadamard(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal Hadamard rotation of the last dim (a power of two), computed in fp32, x's dtype out."""
+    n = x.shape[-1]
+    return (x.float() @ _hadamard(n, x.device) * n**-0.5).to(x.dtype)
+
+
+# -- RoPE ------------------------------------------------------------------------------------------
+def _yarn_frequencies(config: ModelConfig) -> torch.Tensor:
+    """Inverse frequencies [R/2] fp32, with YaRN's blend of interpolated and original frequencies."""
+    dim, base = config.qk_rope_head_dim, config.rope_theta
+    freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    scaling = config.rope_scaling or {}
+    if scaling.get("type", scaling.get("rope_type")) != "yarn" or config.rope_factor <= 1:
+        return freqs
+    original = scaling.get("original_max_position_embeddings", 4096)
+    beta_fast, beta_slow = scaling.get("beta_fast", 32), scaling.get("beta_slow", 1)
+
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high = min(math.ceil(correction_dim(beta_slow)), dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    smooth = 1 - ramp
+    return freqs / config.rope_factor * (1 - smooth) + freqs * smooth
+
+
+def _yarn_cos_sin_scale(config: ModelConfig) -> float:
+    scaling = config.rope_scaling or {}
+    factor = config.rope_factor
+    if factor <= 1 or scaling.get("type", scaling.get("rope_type")) != "yarn":
+        return 1.0
+
+    def mscale(m: float) -> float:
+        return 0.1 * m * math.log(factor) + 1.0 if m else 1.0
+
+    return mscale(scaling.get("mscale", 1.0)) / mscale(scaling.get("mscale_all_dim", 0.0))
+
+
+class Rope:
+    """cos/sin tables for absolute positions, computed on demand (no max-length precomputation)."""
+
+    def __init__(self, config: ModelConfig, device: torch.device | str = "cpu"):
+        self.freqs = _yarn_frequencies(config).to(device)
+        self.scale = _yarn_cos_sin_scale(config)
+
+    def tables(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [T, R/2] fp32 for positions start .. start+length-1."""
+        pos = torch.arange(start, start + length, device=self.freqs.device, dtype=torch.float32)
+        angles = torch.outer(pos, self.freqs)
+        return torch.cos(angles) * self.scale, torch.sin(angles) * self.scale
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
+    """Rotate x [T, ..., R] by position. Interleaved pairs (2i, 2i+1) as in MLA, or half-split pairs
+    (i, i + R/2) as in the indexer; computed in fp32, x's dtype out."""
+    shape = (cos.shape[0],) + (1,) * (x.dim() - 2) + (cos.shape[1],)
+    cos, sin = cos.view(shape), sin.view(shape)
+    xf = x.float()
+    if interleaved:
+        a, b = xf[..., 0::2], xf[..., 1::2]
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)
+    a, b = xf.chunk(2, dim=-1)
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).to(x.dtype)

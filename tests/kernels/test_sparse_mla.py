@@ -1,0 +1,54 @@
+"""Sparse absorbed MLA attention against its PyTorch reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from dsagent.kernels.sparse_mla import sparse_mla_ref
+from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
+
+TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
+
+
+def _inputs(b, t, h, dqk, s, k, dtype, device, holes=True):
+    q = torch.randn(b, t, h, dqk, device=device).to(dtype)
+    kv = torch.randn(b, s, dqk, device=device).to(dtype)
+    # each query picks its own distinct rows; some slots are -1 (fewer visible keys than K)
+    idx = torch.rand(b, t, s, device=device).argsort(-1)[..., :k].to(torch.int32)
+    if holes:
+        idx[torch.rand(b, t, k, device=device) < 0.2] = -1
+        idx[0, 0] = -1  # a query that sees nothing gets zeros
+    return q, kv, idx
+
+
+def _check(q, kv, idx, dv, rmse, config=None):
+    scale = q.shape[-1] ** -0.5
+    ref = sparse_mla_ref(q, kv, idx, scale, dv)
+    out = torch.full(ref.shape, float("nan"), dtype=q.dtype, device=q.device)
+    sparse_mla_triton(q, kv, idx, scale, dv, out=out, config=config)
+    tol = TOL[q.dtype] if q.device.type == "cpu" or q.dtype != torch.float32 else 3e-3  # tf32 on the GPU
+    assert rmse(out, ref) < tol
+
+
+@pytest.mark.parametrize(
+    ("b", "t", "h", "dqk", "dv", "s", "k", "config"),
+    [
+        (2, 3, 5, 48, 32, 37, 20, None),  # odd heads, partial last block of keys
+        (1, 2, 4, 80, 64, 50, 33, (16, 16, 4, 1, 3)),  # split over the keys + combine
+        (1, 1, 3, 40, 24, 9, 9, (16, 16, 4, 1, 1)),  # dv and rope part not powers of two
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_sparse_mla_matches_reference(b, t, h, dqk, dv, s, k, config, dtype, device, rmse):
+    q, kv, idx = _inputs(b, t, h, dqk, s, k, dtype, device)
+    _check(q, kv, idx, dv, rmse, config)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("b", "t", "h", "s", "k"),
+    [(2, 1, 128, 4096, 2048), (1, 1, 128, 70000, 2048), (1, 33, 128, 3000, 2048), (3, 2, 16, 500, 97)],
+)
+def test_sparse_mla_full_shapes_gpu(b, t, h, s, k, rmse):
+    q, kv, idx = _inputs(b, t, h, 576, s, k, torch.bfloat16, "cuda")
+    _check(q, kv, idx, 512, rmse)
