@@ -76,6 +76,25 @@ class SandboxSettings(Section):
     """Default seconds a command may run before its whole process group is killed."""
     test_command: str | None = None
     """Command that runs the tests; unset detects it (pytest, go test, cargo test, npm test)."""
+    user: str | None = None
+    """uid:gid that commands run as inside the container; unset uses the host user's, so files it
+    creates in the workspace belong to you."""
+    base_image: str = "debian:bookworm-slim"
+    """Registry image `dsagent sandbox build` starts from when a registry is reachable; without one it
+    makes a Debian rootfs with debootstrap from the host's apt mirror."""
+    tmp_size: str = "1g"
+    """Size of the writable tmpfs at /tmp (the rest of the root filesystem is read-only)."""
+    max_output: int = Field(256 * 1024 * 1024, gt=0)
+    """Most bytes of output one command may print before it is stopped (only head and tail are kept)."""
+    env_layer: bool = True
+    """Install the repository's test dependencies in an environment layer on top of the image (built
+    once per set of requirement files); off runs the image as it is."""
+    env_requirements: list[str] = Field(default_factory=list)
+    """Requirements files whose packages form the repository's environment layer; empty detects
+    requirements*.txt and pyproject test/dev extras."""
+    env_command: str | None = None
+    """Command that installs the environment layer inside the image, offline (wheels are in /wheelhouse);
+    unset runs pip install --no-index on the detected requirements."""
 
 
 class AgentSettings(Section):
