@@ -55,6 +55,9 @@ class ModelSettings(Section):
     """Torch device for the local engine: auto, cpu, cuda, cuda:N."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Compute dtype of the local engine; auto picks bfloat16 on GPU and float32 on CPU."""
+    gpus: int = Field(1, ge=1)
+    """Processes the local engine splits the model over, one GPU each (NCCL): attention heads, routed experts
+    and the vocabulary are divided between them. With device cpu they are CPU processes over gloo (testing)."""
     max_context: int = Field(65536, gt=0)
     """Longest prompt + completion in tokens; older tool output is elided to stay under it."""
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)

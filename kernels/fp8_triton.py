@@ -173,16 +173,26 @@ def fp8_gemm_triton(x_fp8, x_scale, w_fp8, w_scale, out_dtype=torch.bfloat16, co
 
 def fp8_gemm_scaled_mm(x_fp8, x_scale, w_fp8, w_scale, out_dtype=torch.bfloat16) -> torch.Tensor:
     """The same product through cuBLAS block-scaled fp8 (`torch._scaled_mm` with 1x128 / 128x128 scales).
-    Needs K and N multiples of 128; raises where this PyTorch build or GPU lacks the recipe."""
+    Needs K and N multiples of 128; the dispatcher sends only K, N % 512 == 0 here (see fp8_gemm_cuda).
+    Any row count: cuBLAS rejects counts that are not a multiple of 4 (2101, 77, 511), so rows are padded
+    with zeros to a multiple of 16. Raises where this PyTorch build or GPU lacks the recipe."""
     K = x_fp8.shape[-1]
     N = w_fp8.shape[0]
-    a = x_fp8.reshape(-1, K).contiguous()
+    a = x_fp8.reshape(-1, K)
+    sa = x_scale.reshape(-1, K // 128)
+    M = a.shape[0]
+    pad = -M % ROW_MULTIPLE
+    if pad:  # zero rows with unit scales contribute zero rows, dropped below
+        a = torch.nn.functional.pad(a.view(torch.uint8), (0, 0, 0, pad)).view(a.dtype)
+        sa = torch.nn.functional.pad(sa, (0, 0, 0, pad), value=1.0)
     # cuBLAS wants the 1x128 activation scales outer-dim-major (column-major)
-    sa = x_scale.reshape(-1, K // 128).t().contiguous().t()
-    out = torch._scaled_mm(a, w_fp8.t(), scale_a=sa, scale_b=w_scale.t(), out_dtype=out_dtype)
-    return out.view(*x_fp8.shape[:-1], N)
+    sa = sa.t().contiguous().t()
+    out = torch._scaled_mm(a.contiguous(), w_fp8.t(), scale_a=sa, scale_b=w_scale.t(), out_dtype=out_dtype)
+    return out[:M].view(*x_fp8.shape[:-1], N)
 
 
+# Rows of the cuBLAS product are padded to a multiple of this (the alignment its fp8 kernels document).
+ROW_MULTIPLE = 16
 # Whether cuBLAS runs block-scaled fp8 here (found out once, on the first large product).
 _SCALED_MM_OK: dict[int, bool] = {}
 
@@ -190,19 +200,19 @@ _SCALED_MM_OK: dict[int, bool] = {}
 def fp8_gemm_cuda(x_fp8, x_scale, w_fp8, w_scale) -> torch.Tensor:
     """The fp8 GEMM for CUDA tensors: cuBLAS block-scaled fp8 for prefill-sized products (measured 1.6-1.8x
     the Triton kernel at 4096 rows on H100), the Triton kernel for a few rows (decode, where cuBLAS has
-    no 1x128-scaled kernel for a single row) and ragged shapes."""
+    no 1x128-scaled kernel for a single row), ragged shapes, and any product cuBLAS turns down."""
     N, K = w_fp8.shape
     M = x_fp8.numel() // max(K, 1)
     dev = x_fp8.device.index or 0
-    if M >= 64 and N % 128 == 0 and K % 128 == 0 and _SCALED_MM_OK.get(dev, True):
-        if dev in _SCALED_MM_OK:
-            return fp8_gemm_scaled_mm(x_fp8, x_scale, w_fp8, w_scale)
+    # Measured on H200: with K / 128 = 1 or 2 scale blocks the product comes back wrong without an error (the
+    # scale rows look misaligned below 4 blocks, 16 bytes); V3.2's large projections all have K, N % 512 == 0.
+    if M >= 64 and N % 512 == 0 and K % 512 == 0 and _SCALED_MM_OK.get(dev, True):
         try:
             out = fp8_gemm_scaled_mm(x_fp8, x_scale, w_fp8, w_scale)
             _SCALED_MM_OK[dev] = True
             return out
-        except RuntimeError:
-            _SCALED_MM_OK[dev] = False
+        except RuntimeError:  # no recipe here (then never again), or cuBLAS rejects this shape: Triton takes it
+            _SCALED_MM_OK.setdefault(dev, False)
     return fp8_gemm_triton(x_fp8, x_scale, w_fp8, w_scale)
 
 

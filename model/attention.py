@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from dsagent.kernels.fp8 import act_dequant, act_quant
 from dsagent.kernels.sparse_mla import sparse_mla
-from dsagent.model.cache import LayerCache
+from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
 from dsagent.model.indexer import Indexer
 from dsagent.model.layers import Linear, apply_rope, rms_norm
@@ -35,7 +35,7 @@ class MLA:
         o: Linear,
         indexer: Indexer | None,
     ):
-        self.heads = config.num_attention_heads
+        self.heads = q_b.out_features // config.qk_head_dim  # all heads, or this rank's share of them
         self.nope, self.rope, self.dv = config.qk_nope_head_dim, config.qk_rope_head_dim, config.v_head_dim
         self.rank, self.eps, self.scale = config.kv_lora_rank, config.rms_norm_eps, config.softmax_scale
         self.q_a, self.q_a_norm, self.q_b = q_a, q_a_norm, q_b  # q_b is q_proj when q_lora_rank is null
@@ -45,7 +45,7 @@ class MLA:
     def __call__(
         self,
         x: torch.Tensor,
-        start: int,
+        start: int | torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
         cache: LayerCache,
@@ -53,8 +53,11 @@ class MLA:
         dense: bool = False,
         trace: dict | None = None,
     ) -> torch.Tensor:
-        """x [T, D] (normed) at positions start.. -> [T, D]. Writes this step's rows into `cache`."""
-        t_len, end = x.shape[0], start + x.shape[0]
+        """x [T, D] (normed) at positions start.. -> [T, D]. Writes this step's rows into `cache`.
+
+        `start` may be the positions [T] as a device tensor (Transformer.step_at): then attention reads the
+        whole allocated cache with the rows past each position masked (absorbed form only)."""
+        t_len = x.shape[0]
         qr = None
         if self.q_a is not None:
             qr = rms_norm(self.q_a(x), self.q_a_norm, self.eps)
@@ -66,7 +69,7 @@ class MLA:
         latent = rms_norm(latent, self.kv_a_norm, self.eps)
         # The latent goes through fp8 and back, as a deployment with an fp8 cache would store it.
         latent = act_dequant(*act_quant(latent)).to(x.dtype)
-        cache.kv[start:end] = torch.cat([latent, apply_rope(k_pe, cos, sin, interleaved=True)], dim=-1)
+        kv = write_rows(cache.kv, start, torch.cat([latent, apply_rope(k_pe, cos, sin, interleaved=True)], dim=-1))
 
         selected = None
         if self.indexer is not None:
@@ -76,9 +79,9 @@ class MLA:
         if dense:
             selected = None
         if form == "expanded":
-            out = self._expanded(q_nope, q_pe, cache.kv[:end], start, selected)
+            out = self._expanded(q_nope, q_pe, kv, start, selected)
         else:
-            out = self._absorbed(q_nope, q_pe, cache.kv[:end], start, selected)
+            out = self._absorbed(q_nope, q_pe, kv, start, selected)
         return self.o(out.flatten(1))
 
     def _expanded(
@@ -102,7 +105,12 @@ class MLA:
         return out
 
     def _absorbed(
-        self, q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, start: int, selected: torch.Tensor | None
+        self,
+        q_nope: torch.Tensor,
+        q_pe: torch.Tensor,
+        kv: torch.Tensor,
+        start: int | torch.Tensor,
+        selected: torch.Tensor | None,
     ) -> torch.Tensor:
         t_len, s_len, dtype = q_nope.shape[0], kv.shape[0], q_nope.dtype
         w = self.kv_b.dense(dtype).view(self.heads, self.nope + self.dv, self.rank)  # [H, Dn+Dv, C]
@@ -110,7 +118,9 @@ class MLA:
         q = torch.cat([q_latent, q_pe], dim=-1)  # [T, H, C+R]
         if selected is None:  # dense attention: every visible key
             pos = torch.arange(s_len, device=q.device, dtype=torch.int32).expand(t_len, s_len)
-            visible = torch.arange(start, start + t_len, device=q.device).unsqueeze(1)
+            if not isinstance(start, torch.Tensor):
+                start = torch.arange(start, start + t_len, device=q.device)
+            visible = start.unsqueeze(1)  # [T, 1] the last key position each query sees
             selected = pos.masked_fill(pos > visible, -1)
         out = sparse_mla(q[None], kv[None], selected[None], self.scale, self.rank)[0]  # [T, H, C]
         return torch.einsum("thc,hdc->thd", out, w[:, self.nope :])  # [T, H, Dv]

@@ -45,6 +45,22 @@ class LayerCache:
         return other
 
 
+def write_rows(buffer: torch.Tensor, start: int | torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Store rows [T, ...] at positions start.. of a cache buffer -> the rows queries may read.
+
+    With an int start that is buffer[: start + T]. With `start` the positions [T] as a device tensor (a step
+    captured in a CUDA graph, where no host value may change), the rows are scattered there and the whole
+    buffer is returned: the caller masks every row past each query's position.
+    """
+    if isinstance(start, torch.Tensor):
+        target = buffer.view(torch.uint8) if buffer.dtype == FP8 else buffer  # index_copy_ has no fp8 kernel
+        target.index_copy_(0, start, rows.view(target.dtype))
+        return buffer
+    end = start + rows.shape[0]
+    buffer[start:end] = rows
+    return buffer[:end]
+
+
 class KVCache:
     """Per-layer caches sharing one length; rows >= length are free space."""
 

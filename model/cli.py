@@ -52,9 +52,14 @@ def init(
 def info(
     path: Annotated[Path, typer.Argument(help="Checkpoint folder (or its config.json).")],
     memory: Annotated[str, typer.Option("--memory", help="Memory for weights + KV cache, e.g. 80GB.")] = "80GB",
+    gpus: Annotated[int | None, typer.Option("--gpus", min=1, help="Plan a split over this many GPUs.")] = None,
+    gpu_memory: Annotated[str | None, typer.Option("--gpu-memory", help="Memory of each GPU, e.g. 141GB.")] = None,
+    reserve: Annotated[
+        str, typer.Option("--reserve", help="Per GPU, kept for CUDA context, NCCL and activations.")
+    ] = "4GiB",
 ) -> None:
     """Parameters, active parameters per token, weight bytes, KV-cache bytes per token and the longest
-    context that fits in --memory, from the config alone."""
+    context that fits in --memory, from the config alone; with --gpus / --gpu-memory, the per-GPU plan."""
     from dsagent.cli import console, fail
     from dsagent.model.config import ConfigError, load_config
     from dsagent.model.sizing import human_bytes, human_count, max_context, parse_bytes, size_model
@@ -88,6 +93,10 @@ def info(
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+    if gpus is not None or gpu_memory is not None:
+        from dsagent.model.plan_cli import print_gpu_plan
+
+        print_gpu_plan(config, gpus or 1, gpu_memory or memory, reserve)
 
 
 @model_app.command("generate")
@@ -100,6 +109,7 @@ def generate(
     top_k: Annotated[int, typer.Option("--top-k", min=0)] = 0,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")] = "cpu",
+    gpus: Annotated[int, typer.Option("--gpus", min=1, help="Split the model over this many GPUs.")] = 1,
 ) -> None:
     """Stream a continuation of PROMPT (after the BOS token), then print prefill and decode speed."""
     from dsagent.cli import err_console, fail
@@ -110,7 +120,12 @@ def generate(
     if not prompt:
         raise fail("the prompt is empty; pass some text to continue")
     try:
-        engine = Engine.from_pretrained(path, device=device)
+        if gpus > 1:
+            from dsagent.model.launcher import launch
+
+            engine = launch(path, gpus, device=device.split(":")[0])
+        else:
+            engine = Engine.from_pretrained(path, device=device)
         ids = [engine.config.bos_token_id, *engine.tokenizer.encode(prompt)]  # text starts after BOS
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from dsagent.model.cache import KVCache
 from dsagent.model.config import ForwardOptions, ModelConfig, load_config
+from dsagent.model.graphs import DecodeGraph, GraphPool
 from dsagent.model.sampling import Sampler, SamplingParams
 from dsagent.model.tokenizer import Tokenizer
 from dsagent.model.transformer import Transformer
@@ -24,9 +25,19 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torc
 
 
 class Engine:
-    def __init__(self, config: ModelConfig, model: Transformer, tokenizer: Tokenizer, path: Path | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        path: Path | None = None,
+        cuda_graphs: bool = False,
+    ):
         self.config, self.model, self.tokenizer, self.path = config, model, tokenizer, path
         self.load_seconds = 0.0
+        # replay one-token appends from CUDA graphs (model/graphs.py); only a single-process CUDA model can
+        self.cuda_graphs = cuda_graphs
+        self._graph_pool = None
 
     @classmethod
     def from_pretrained(
@@ -36,14 +47,18 @@ class Engine:
         dtype: torch.dtype | None = None,
         options: ForwardOptions | None = None,
         progress: bool = True,
+        cuda_graphs: bool | None = None,
     ) -> Engine:
-        """Load a Hugging Face DeepSeek-V3/V3.2 checkpoint folder (bf16 or fp8) onto `device`."""
+        """Load a Hugging Face DeepSeek-V3/V3.2 checkpoint folder (bf16 or fp8) onto `device`.
+
+        cuda_graphs: decode (one-token appends) by replaying CUDA graphs; by default on for CUDA devices."""
         started = time.perf_counter()
         path = Path(path).expanduser()
         config = load_config(path)
         dtype = dtype or _DTYPES.get(config.torch_dtype, torch.bfloat16)
         model = load_transformer(config, path, device, dtype, options or ForwardOptions(), progress)
-        engine = cls(config, model, Tokenizer.from_checkpoint(path, config.vocab_size), path)
+        graphs = model.device.type == "cuda" if cuda_graphs is None else cuda_graphs
+        engine = cls(config, model, Tokenizer.from_checkpoint(path, config.vocab_size), path, cuda_graphs=graphs)
         engine.load_seconds = time.perf_counter() - started
         return engine
 
@@ -53,6 +68,23 @@ class Engine:
 
     def new_session(self) -> Session:
         return Session(self)
+
+    def decode_graph(self, cache: KVCache) -> DecodeGraph | None:
+        """A CUDA graph for one-token appends on `cache` (captured on its first run), or None when this
+        engine decodes eagerly: graphs off, not CUDA, several ranks, or the expanded form forced."""
+        model = self.model
+        usable = (
+            self.cuda_graphs
+            and isinstance(model, Transformer)
+            and model.device.type == "cuda"
+            and model.parallel.world == 1
+            and model.attention_form(1, cache.length) == "absorbed"
+        )
+        if not usable:
+            return None
+        if self._graph_pool is None:
+            self._graph_pool = GraphPool()
+        return DecodeGraph(model, cache, self._graph_pool)
 
     def weight_bytes(self) -> int:
         """Bytes of the loaded weights (fp8 blocks, scales and higher-precision tensors)."""
@@ -85,6 +117,7 @@ class Session:
         self.cache = cache or KVCache(engine.config, engine.model.dtype, engine.device)
         self.tokens: list[int] = list(tokens or [])
         self.last_logits: torch.Tensor | None = None  # logits after the last cached token, when known
+        self._graph: DecodeGraph | None = None  # the decode step captured for this cache's buffers
         self.finish_reason: str | None = None  # why the last generate() stopped: eos, stop, length
 
     def __len__(self) -> int:
@@ -101,10 +134,31 @@ class Session:
         vocab = self.engine.config.vocab_size
         if min(ids) < 0 or max(ids) >= vocab:
             raise ValueError(f"token ids must be in [0, {vocab}); got {min(ids)}..{max(ids)}")
-        tensor = torch.tensor(ids, dtype=torch.long)
-        self.last_logits = self.engine.model.forward(tensor, self.cache).cpu()
+        logits = self._decode(ids[0]) if len(ids) == 1 else None
+        if logits is None:
+            logits = self.engine.model.forward(torch.tensor(ids, dtype=torch.long), self.cache).cpu()
+        if self._graph is not None and not self._graph.matches(self.cache):
+            self._graph = None  # the cache was reallocated: release the old buffers the graph holds
+        self.last_logits = logits
         self.tokens.extend(ids)
         return self.last_logits
+
+    def _decode(self, token: int) -> torch.Tensor | None:
+        """One token through this cache's CUDA graph -> logits, or None to run eagerly."""
+        if not self.engine.cuda_graphs:
+            return None
+        start = self.cache.length
+        self.cache.ensure(start + 1)
+        if self._graph is None or not self._graph.matches(self.cache):
+            self._graph = self.engine.decode_graph(self.cache)
+            if self._graph is None:
+                return None
+        logits = self._graph.run(token, start)
+        if self._graph.failed:
+            self.engine.cuda_graphs = False  # what could not be captured once will not be next time
+            self._graph = None
+        self.cache.length = start + 1
+        return logits
 
     def truncate(self, length: int) -> None:
         """Forget every token from position `length` on."""

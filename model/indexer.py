@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from dsagent.kernels.fp8 import act_quant
 from dsagent.kernels.indexer import index_scores, index_topk
-from dsagent.model.cache import LayerCache
+from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
 from dsagent.model.layers import Linear, apply_rope, hadamard, layer_norm
 
@@ -38,19 +38,33 @@ class Indexer:
         return torch.cat([apply_rope(pe, cos, sin, self.interleaved_rope), rest], dim=-1)
 
     def __call__(
-        self, x: torch.Tensor, qr: torch.Tensor, start: int, cos: torch.Tensor, sin: torch.Tensor, cache: LayerCache
+        self,
+        x: torch.Tensor,
+        qr: torch.Tensor,
+        start: int | torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: LayerCache,
     ) -> torch.Tensor:
-        """x [T, D], qr [T, Q] -> selected key positions [T, index_topk] int32 (-1 = none)."""
+        """x [T, D], qr [T, Q] -> selected key positions [T, index_topk] int32 (-1 = none).
+
+        `start` may be the positions [T] as a device tensor: every allocated key is scored and the causal
+        mask is applied on the device (no host value changes with the position)."""
         t_len = x.shape[0]
         q = self._rope_first(self.wq_b(qr).view(t_len, self.heads, self.head_dim), cos, sin)
         k = layer_norm(self.wk(x), self.k_norm_weight, self.k_norm_bias)
         k = self._rope_first(k, cos, sin)
         q_fp8, q_scale = act_quant(hadamard(q))  # [T, Hi, Di], [T, Hi, 1]
         k_fp8, k_scale = act_quant(hadamard(k))  # [T, Di], [T, 1]
-        end = start + t_len
-        cache.index_k[start:end] = k_fp8
-        cache.index_scale[start:end] = k_scale[:, 0]
+        keys = write_rows(cache.index_k, start, k_fp8)
+        key_scales = write_rows(cache.index_scale, start, k_scale[:, 0])
         weights = (x.float() @ self.weights_proj.T) * self.heads**-0.5  # [T, Hi]
         weights = weights * q_scale[..., 0] * self.head_dim**-0.5
-        scores = index_scores(q_fp8, weights, cache.index_k[:end], cache.index_scale[:end], start)  # [T, S]
+        if isinstance(start, torch.Tensor):
+            # offset S masks nothing; rows past each position (unwritten or stale) are masked here instead
+            scores = index_scores(q_fp8, weights, keys, key_scales, keys.shape[0])  # [T, S]
+            future = torch.arange(keys.shape[0], device=keys.device).unsqueeze(0) > start.unsqueeze(1)
+            scores = scores.masked_fill_(future, float("-inf"))
+        else:
+            scores = index_scores(q_fp8, weights, keys, key_scales, start)  # [T, S]
         return index_topk(scores, self.topk)

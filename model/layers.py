@@ -145,9 +145,13 @@ class Rope:
         self.freqs = _yarn_frequencies(config).to(device)
         self.scale = _yarn_cos_sin_scale(config)
 
-    def tables(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [T, R/2] fp32 for positions start .. start+length-1."""
-        pos = torch.arange(start, start + length, device=self.freqs.device, dtype=torch.float32)
+    def tables(self, start: int | torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [T, R/2] fp32 for positions start .. start+length-1, or for the positions [T] given as a
+        device tensor (no host synchronisation, for CUDA graphs)."""
+        if isinstance(start, torch.Tensor):
+            pos = start.to(torch.float32)
+        else:
+            pos = torch.arange(start, start + length, device=self.freqs.device, dtype=torch.float32)
         angles = torch.outer(pos, self.freqs)
         return torch.cos(angles) * self.scale, torch.sin(angles) * self.scale
 

@@ -14,7 +14,8 @@ from dsagent.model.attention import MLA
 from dsagent.model.cache import KVCache, LayerCache
 from dsagent.model.config import ForwardOptions, ModelConfig
 from dsagent.model.ffn import MLP, MoE
-from dsagent.model.layers import Rope, add_rms_norm, matmul_fp32, rms_norm
+from dsagent.model.layers import Rope, add_rms_norm, rms_norm
+from dsagent.model.parallel import ParallelContext, embed_tokens, lm_logits
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Block:
         self,
         x: torch.Tensor,
         residual: torch.Tensor | None,
-        start: int,
+        start: int | torch.Tensor,  # the first position, or the positions [T] on the device (step_at)
         rope: tuple[torch.Tensor, torch.Tensor],
         cache: LayerCache,
         form: str,
@@ -58,11 +59,13 @@ class Transformer:
         head: torch.Tensor,
         options: ForwardOptions,
         device: torch.device | str,
+        parallel: ParallelContext | None = None,
     ):
         self.config, self.options = config, options
         self.embed, self.blocks, self.norm, self.head = embed, blocks, norm, head  # head [V, D]
         self.rope = Rope(config, device)
         self.device = torch.device(device)
+        self.parallel = parallel or ParallelContext()  # world size 1: the whole model in this process
         cost = 2 * config.kv_lora_rank + config.qk_rope_head_dim - config.qk_head_dim - config.v_head_dim
         # Appends longer than this are cheaper in the expanded form even on top of a long cache.
         self.expand_threshold = config.kv_lora_rank * (config.qk_nope_head_dim + config.v_head_dim) // max(cost, 1)
@@ -89,12 +92,33 @@ class Transformer:
         cache.ensure(start + t_len)
         rope = self.rope.tables(start, t_len)
         form = self.attention_form(t_len, start)
-        x, residual = self.embed[ids.to(self.device)], None
+        x, residual = self.embed_tokens(ids), None
         for block, layer_cache in zip(self.blocks, cache.layers, strict=True):
             x, residual = block(x, residual, start, rope, layer_cache, form, self.options, self.config.rms_norm_eps)
         cache.length = start + t_len
         h, _ = add_rms_norm(x, residual, self.norm, self.config.rms_norm_eps)
-        return matmul_fp32(h if all_logits else h[-1], self.head)
+        return self.logits(h if all_logits else h[-1])
+
+    def step_at(self, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """ids [T] at positions [T] (both on the device) -> fp32 logits [V] of the last token, with no host
+        synchronisation, so a CUDA graph can capture it (model/graphs.py). Attention is absorbed and reads
+        the whole allocated cache, rows past each position masked. The caller makes room in the cache
+        beforehand and sets cache.length afterwards."""
+        rope = self.rope.tables(positions, ids.shape[0])
+        x, residual = self.embed_tokens(ids), None
+        eps = self.config.rms_norm_eps
+        for block, layer_cache in zip(self.blocks, cache.layers, strict=True):
+            x, residual = block(x, residual, positions, rope, layer_cache, "absorbed", self.options, eps)
+        h, _ = add_rms_norm(x, residual, self.norm, eps)
+        return self.logits(h[-1])
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [T] -> embeddings [T, D] (with several ranks, each holds a slice of the vocabulary)."""
+        return embed_tokens(self.embed, ids.to(self.device), self.parallel, self.config.vocab_size)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [..., D] -> fp32 logits [..., V]."""
+        return lm_logits(h, self.head, self.parallel, self.config.vocab_size)
 
     def block_forward(
         self, layer: int, hidden: torch.Tensor, cache: KVCache, start: int = 0, trace: dict | None = None

@@ -20,6 +20,8 @@ from dsagent.model.config import ConfigError, ForwardOptions, ModelConfig
 from dsagent.model.ffn import MLP, Gate, MoE
 from dsagent.model.indexer import Indexer
 from dsagent.model.layers import Linear
+from dsagent.model.parallel import ParallelContext, parallelize
+from dsagent.model.shard import ShardPlan, read_slice
 from dsagent.model.transformer import Block, Transformer
 from safetensors import safe_open
 
@@ -39,10 +41,18 @@ def shard_map(path: Path) -> dict[str, str]:
 
 
 class LayerReader:
-    """Reads the tensors of one layer from the memory-mapped shards that hold them."""
+    """Reads the tensors of one layer from the memory-mapped shards that hold them (with a ShardPlan, only
+    this rank's slice of each split tensor)."""
 
-    def __init__(self, handles: dict[str, object], names: dict[str, str], dtype: torch.dtype, device):
-        self._handles, self._names, self.dtype, self.device = handles, names, dtype, device
+    def __init__(
+        self,
+        handles: dict[str, object],
+        names: dict[str, str],
+        dtype: torch.dtype,
+        device,
+        plan: ShardPlan | None = None,
+    ):
+        self._handles, self._names, self.dtype, self.device, self.plan = handles, names, dtype, device, plan
 
     def has(self, name: str) -> bool:
         return name in self._names
@@ -50,7 +60,14 @@ class LayerReader:
     def raw(self, name: str) -> torch.Tensor:
         if name not in self._names:
             raise ConfigError(f"checkpoint is missing tensor {name}")
+        split = self.plan.split(name) if self.plan else None
+        if split is not None:
+            return read_slice(self._handles[self._names[name]], name, split)
         return self._handles[self._names[name]].get_tensor(name)
+
+    def experts(self, count: int) -> range:
+        """The routed experts this process holds."""
+        return self.plan.experts if self.plan else range(count)
 
     def tensor(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         return self.raw(name).to(device=self.device, dtype=dtype or self.dtype)
@@ -105,9 +122,10 @@ def _mlp(r: LayerReader, p: str) -> MLP:
 
 def _stack_experts(config: ModelConfig, r: LayerReader, p: str):
     """Routed experts as w13 [E, 2I, D] (gate rows then up rows) and w2 [E, D, I], filled in place."""
-    first = r.raw(f"{p}.experts.0.gate_proj.weight")
+    experts = r.experts(config.n_routed_experts)
+    first = r.raw(f"{p}.experts.{experts[0]}.gate_proj.weight")
     fp8 = first.dtype == FP8
-    n, inter, dim = config.n_routed_experts, config.moe_intermediate_size, config.hidden_size
+    n, inter, dim = len(experts), config.moe_intermediate_size, config.hidden_size
     dtype = FP8 if fp8 else r.dtype
     w13 = torch.empty(n, 2 * inter, dim, dtype=dtype, device=r.device)
     w2 = torch.empty(n, dim, inter, dtype=dtype, device=r.device)
@@ -115,16 +133,16 @@ def _stack_experts(config: ModelConfig, r: LayerReader, p: str):
     if fp8:
         s13 = torch.empty(n, 2 * -(-inter // 128), -(-dim // 128), dtype=torch.float32, device=r.device)
         s2 = torch.empty(n, -(-dim // 128), -(-inter // 128), dtype=torch.float32, device=r.device)
-    for e in range(n):
+    for i, e in enumerate(experts):  # stacked at i: this process's experts only
         x = f"{p}.experts.{e}"
-        w13[e, :inter] = r.raw(f"{x}.gate_proj.weight")
-        w13[e, inter:] = r.raw(f"{x}.up_proj.weight")
-        w2[e] = r.raw(f"{x}.down_proj.weight")
+        w13[i, :inter] = r.raw(f"{x}.gate_proj.weight")
+        w13[i, inter:] = r.raw(f"{x}.up_proj.weight")
+        w2[i] = r.raw(f"{x}.down_proj.weight")
         if fp8:
             gate_scale = r.raw(f"{x}.gate_proj.weight_scale_inv")
-            s13[e, : gate_scale.shape[0]] = gate_scale
-            s13[e, gate_scale.shape[0] :] = r.raw(f"{x}.up_proj.weight_scale_inv")
-            s2[e] = r.raw(f"{x}.down_proj.weight_scale_inv")
+            s13[i, : gate_scale.shape[0]] = gate_scale
+            s13[i, gate_scale.shape[0] :] = r.raw(f"{x}.up_proj.weight_scale_inv")
+            s2[i] = r.raw(f"{x}.down_proj.weight_scale_inv")
     return w13, w2, s13, s2
 
 
@@ -154,8 +172,11 @@ def load_transformer(
     dtype: torch.dtype,
     options: ForwardOptions,
     progress: bool = True,
+    parallel: ParallelContext | None = None,
 ) -> Transformer:
-    """Build the model one layer at a time; only the shards of the current layer are mapped."""
+    """Build the model one layer at a time; only the shards of the current layer are mapped. With a
+    `parallel` context of several ranks, only this rank's slices are read (see model/shard.py)."""
+    plan = ShardPlan(config, parallel.rank, parallel.world) if parallel is not None and parallel.world > 1 else None
     names = shard_map(path)
     groups: dict[str, dict[str, str]] = defaultdict(dict)
     for name, shard in names.items():
@@ -173,7 +194,7 @@ def load_transformer(
     with _progress(progress, config.num_hidden_layers + 1) as advance:
         group, shards = reader("top")
         with shards as handles:
-            r = LayerReader(handles, group, dtype, device)
+            r = LayerReader(handles, group, dtype, device, plan)
             embed, norm = r.tensor("model.embed_tokens.weight"), r.fp32("model.norm.weight")
             head_name = "model.embed_tokens.weight" if config.tie_word_embeddings else "lm_head.weight"
             head = embed if config.tie_word_embeddings else r.tensor(head_name)
@@ -181,9 +202,10 @@ def load_transformer(
         for layer in range(config.num_hidden_layers):
             group, shards = reader(str(layer))
             with shards as handles:
-                blocks.append(_block(config, LayerReader(handles, group, dtype, device), layer, options))
+                blocks.append(_block(config, LayerReader(handles, group, dtype, device, plan), layer, options))
             advance()
-    return Transformer(config, embed, blocks, norm, head, options, device)
+    model = Transformer(config, embed, blocks, norm, head, options, device)
+    return model if plan is None else parallelize(model, parallel, plan)
 
 
 @contextmanager

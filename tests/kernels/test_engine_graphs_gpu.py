@@ -1,0 +1,74 @@
+"""One-token appends replayed from CUDA graphs give the eager engine's logits: over many steps, across a
+cache reallocation (the graph is captured again), after truncate (rows past the position are stale and
+must not be read), on forks (their own buffers) and after sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from dsagent.model.cache import CHUNK
+from dsagent.model.engine import Engine, Session
+
+pytestmark = pytest.mark.gpu
+
+
+def _tokens(n: int, seed: int) -> list[int]:
+    return torch.randint(3, 1024, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def _same(graph: Session, eager: Session, tokens: list[int]) -> None:
+    for t in tokens:
+        a, b = graph.append([t]), eager.append([t])
+        assert F.cosine_similarity(a, b, dim=0).item() >= 0.9999, (len(eager), t)
+    assert len(graph) == len(eager) and graph.cache.length == eager.cache.length == len(eager)
+
+
+@pytest.mark.parametrize("name", ["v32-tiny-bf16", "v32-tiny-fp8"])
+def test_graph_decode_matches_eager(shared_dir: Path, name: str) -> None:
+    graphs = Engine.from_pretrained(shared_dir / "parity" / name, device="cuda", progress=False)
+    assert graphs.cuda_graphs  # the default on CUDA
+    eager = Engine(graphs.config, graphs.model, graphs.tokenizer, graphs.path)  # same weights, no graphs
+    g, e = graphs.new_session(), eager.new_session()
+    prompt = _tokens(CHUNK - 5, seed=0)
+    assert F.cosine_similarity(g.append(prompt), e.append(prompt), dim=0).item() >= 0.9999
+    assert g.cache.capacity == CHUNK
+
+    steps = _tokens(12, seed=1)
+    _same(g, e, steps[:4])
+    first = g._graph
+    assert first is not None and first.replays == 3  # captured on the first step, replayed since
+    _same(g, e, steps[4:])  # crosses the chunk boundary: the cache is reallocated and the step recaptured
+    assert g.cache.capacity > CHUNK and g._graph is not first and g._graph.replays >= 1 and not g._graph.failed
+
+    # truncate: the same graph, at earlier positions; the rows after them hold other tokens now
+    second = g._graph
+    g.truncate(CHUNK - 40)
+    e.truncate(CHUNK - 40)
+    _same(g, e, _tokens(6, seed=2))
+    assert g._graph is second
+
+    # forks have their own buffers and graphs; the original's graph is untouched by theirs
+    gf, ef = g.fork(), e.fork()
+    _same(gf, ef, _tokens(5, seed=3))
+    assert gf._graph is not None and gf._graph is not second
+    _same(g, e, _tokens(3, seed=4))
+    assert g._graph is second
+
+    # sync rewrites part of the history eagerly; decoding after it reads the new rows
+    history = g.tokens[: CHUNK - 60] + _tokens(7, seed=5)
+    assert g.sync(history) == e.sync(history)
+    assert F.cosine_similarity(g.last_logits, e.last_logits, dim=0).item() >= 0.9999
+    _same(g, e, _tokens(4, seed=6))
+
+
+def test_graphs_switch(shared_dir: Path) -> None:
+    folder = shared_dir / "parity" / "v32-tiny-bf16"
+    off = Engine.from_pretrained(folder, device="cuda", progress=False, cuda_graphs=False)
+    session = off.new_session()
+    session.append(_tokens(10, seed=7))
+    session.append([5])
+    assert session._graph is None
+    assert not Engine.from_pretrained(folder, progress=False).cuda_graphs  # CPU engines decode eagerly
