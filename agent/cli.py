@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,7 +224,12 @@ def ask_on_terminal(request: Any) -> Any:
 
 @contextmanager
 def _cancel_on_ctrl_c(agent: Agent) -> Iterator[None]:
-    """The first Ctrl-C cancels the run cleanly (the session stays consistent); a second one aborts."""
+    """The first Ctrl-C cancels the run cleanly (the session stays consistent); a second one aborts.
+
+    Signal handlers can only be set from the main thread; elsewhere (a TUI worker) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import re
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +70,8 @@ class AgentSession:
         self.fix.emit(event)
 
     def run(self, task: str) -> TurnResult:
+        from dsagent.agent.cli import _cancel_on_ctrl_c
+
         with _cancel_on_ctrl_c(self.agent):
             return self.agent.run(task)
 
@@ -134,22 +132,3 @@ def _repo_map(context: Any, root: Path, test_path: str, failure: str) -> str:
     context.fresh_index()
     result = context.repo_map.render(focus, MAP_TOKENS)
     return result.text.strip() or "(no indexed source files)"
-
-
-@contextmanager
-def _cancel_on_ctrl_c(agent: Any) -> Iterator[None]:
-    """The first Ctrl-C cancels the agent cleanly (the fix still reports); a second one aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, previous)
-        agent.cancel()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
