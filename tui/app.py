@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,10 @@ class DsagentApp(CommandsMixin, App):
         yield Footer()
 
     def on_mount(self) -> None:
+        # The agent, the engine and the tools run in threads of this process. With the default 5 ms GIL
+        # switch interval a key press that needs many short turns of the event loop waits 5 ms for
+        # each while a worker computes; 1 ms keeps typing prompt at little cost to the workers.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         theme = self.settings.ui.theme
         if theme in self.available_themes:
             self.theme = theme
