@@ -23,6 +23,19 @@ _JS_DEFS = """
 (program (export_statement (lexical_declaration (variable_declarator name: (identifier) @name) @def.variable)))
 """
 
+# TypeScript and TSX share one grammar family: the same reference captures and scope-making nodes.
+_TS_REFS = "[(identifier) (property_identifier) (shorthand_property_identifier) (type_identifier)] @ref"
+_TS_SCOPES = frozenset(
+    {
+        "class_declaration",
+        "abstract_class_declaration",
+        "interface_declaration",
+        "method_definition",
+        "function_declaration",
+        "internal_module",
+    }
+)
+
 _TS_DEFS = (
     _JS_DEFS
     + """
@@ -111,33 +124,15 @@ LANGS: dict[str, LangSpec] = {
             "typescript",
             (".ts", ".mts", ".cts"),
             _TS_DEFS,
-            "[(identifier) (property_identifier) (shorthand_property_identifier) (type_identifier)] @ref",
-            frozenset(
-                {
-                    "class_declaration",
-                    "abstract_class_declaration",
-                    "interface_declaration",
-                    "method_definition",
-                    "function_declaration",
-                    "internal_module",
-                }
-            ),
+            _TS_REFS,
+            _TS_SCOPES,
         ),
         LangSpec(
             "tsx",
             (".tsx",),
             _TS_DEFS,
-            "[(identifier) (property_identifier) (shorthand_property_identifier) (type_identifier)] @ref",
-            frozenset(
-                {
-                    "class_declaration",
-                    "abstract_class_declaration",
-                    "interface_declaration",
-                    "method_definition",
-                    "function_declaration",
-                    "internal_module",
-                }
-            ),
+            _TS_REFS,
+            _TS_SCOPES,
         ),
         LangSpec(
             "go",
