@@ -15,9 +15,11 @@ from pathlib import Path
 
 import torch
 from dsagent.kernels.fp8_triton import act_quant_triton, fp8_gemm_scaled_mm, fp8_gemm_triton
-from dsagent.kernels.indexer_triton import index_scores_triton, index_topk_cuda
+from dsagent.kernels.indexer import index_select
+from dsagent.kernels.indexer_triton import index_scores_triton
 from dsagent.kernels.moe_triton import fused_moe_triton
 from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
+from dsagent.kernels.topk_triton import topk_triton
 from gpu_common import Ceilings, Table, device_slug, gpu_time_ms, graph_time_ms, measure_ceilings, write_report
 
 FP8 = torch.float8_e4m3fn
@@ -55,6 +57,8 @@ def _best(fn_of_config, configs, graph=False):
             print(f"  config {cfg} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
     for ms, cfg in timings:
         print(f"  config {cfg}: {ms * 1e3:.1f} us", flush=True)
+    if not timings:
+        return float("nan"), None, []
     ms, cfg = min(timings, key=lambda x: x[0])
     return ms, cfg, timings
 
@@ -75,12 +79,14 @@ def _mla_case(ceil, table, name, b, t, s, target, configs):
 
 
 def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
-    more = []  # swept on H100: (64, 32|64|128, 8, 1|2|3) and key splits; the default (64, 64, 8, 2) was best
+    # (BLOCK_H, BLOCK_N, warps, stages, splits); (64, 32|64|128, 8, 1|2|3) and key splits were swept before
+    more = [(32, 32, 4, 2, 1), (32, 64, 4, 2, 1), (32, 32, 4, 3, 1), (64, 32, 8, 3, 1), (64, 32, 8, 4, 1),
+            (64, 64, 4, 2, 1), (16, 64, 4, 2, 1)] if sweep else []  # fmt: skip
     _mla_case(ceil, table, "decode", 64, 1, 8192, 300, [None, *more])
     _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, [None, *more])
 
 
-def _indexer_case(ceil, table, name, t, s, configs):
+def _indexer_case(ceil, table, name, t, s, configs, decode_configs=(None,)):
     h, d = 64, 128
     offset = s - t
     q = torch.randn(t, h, d, device=CUDA).to(FP8)
@@ -88,23 +94,56 @@ def _indexer_case(ceil, table, name, t, s, configs):
     keys = torch.randn(s, d, device=CUDA).to(FP8)
     ks = torch.rand(s, device=CUDA)
     out = torch.empty(t, s, device=CUDA)
-    ms, cfg, _ = _best(
-        lambda c: lambda: index_scores_triton(q, w, keys, ks, offset, out=out, config=c), configs, t == 1
-    )
+    if t <= 4:  # the decode kernel
+        run = lambda c: lambda: index_scores_triton(q, w, keys, ks, offset, out=out, decode_config=c)
+        ms, cfg, _ = _best(run, decode_configs, graph=True)
+    else:
+        run = lambda c: lambda: index_scores_triton(q, w, keys, ks, offset, out=out, config=c)
+        ms, cfg, _ = _best(run, configs)
     flops = 2 * h * d * (t * offset + t * (t + 1) / 2)
     nbytes = s * (d + 4) + t * (h * d + h * 4) + t * s * 4
     target = (">= 70% of copy bandwidth", lambda tf, bw, fl: bw >= 0.7) if t == 1 else None
     _row(table, f"indexer scores {name} (config {cfg or 'default'})", f"T={t} H={h} D={d} S={s}", flops, nbytes, ms,
          ceil, ceil.fp8_flops, target)  # fmt: skip
-    ms = _time(lambda: index_topk_cuda(out, 2048), t == 1)
-    _row(table, f"top-k 2048 ({name}, torch.topk)", f"T={t} S={s}", 0, t * s * 4 + t * 2048 * 4, ms, ceil, 1.0)
+    if t <= 4:  # as in a decode step, where it runs between other kernels: no graph launch of its own
+        caches = [(torch.randn(s, d, device=CUDA).to(FP8), torch.rand(s, device=CUDA)) for _ in range(8)]
+        calls = lambda: [index_scores_triton(q, w, k8, k8s, offset, out=out, decode_config=cfg) for k8, k8s in caches]
+        ms = _time(calls, True) / len(caches)
+        _row(table, f"indexer scores {name}, 8 caches back to back in one graph, per call", f"T={t} H={h} D={d} S={s}",
+             flops, nbytes, ms, ceil, ceil.fp8_flops, target)  # fmt: skip
+        pos = torch.full((t,), offset, device=CUDA)
+        ms = _time(lambda: index_select(q, w, keys, ks, pos, 2048), True)
+        _row(table, f"indexer scores + top-k 2048 ({name}: first digit counted while scoring, radix select)",
+             f"T={t} H={h} D={d} S={s}", flops, nbytes, ms, ceil, ceil.fp8_flops)  # fmt: skip
 
 
 def bench_indexer(ceil: Ceilings, table: Table, sweep: bool) -> None:
-    more = [(1, 128, 4, 2)] if sweep else []  # the general kernel, one key tile per program
-    _indexer_case(ceil, table, "decode", 1, 131072, [None, *more])
+    # decode kernel (BLOCK_S, programs per SM, warps, stages)
+    more = [(bs, p, w, st) for bs in (128, 256, 512) for p in (2, 4, 8) for w in (4, 8) for st in (2, 3)]
+    _indexer_case(ceil, table, "decode", 1, 131072, [None], [None, *more] if sweep else [None])
     more = []  # swept on H100: (8|16|32, 128, 4, 2) and (16, 256, 8, 2); (32, 128, 4, 2) is the default
     _indexer_case(ceil, table, "prefill chunk", 2048, 65536, [None, *more])
+
+
+def _topk_case(ceil, table, t, s, sweep):
+    scores = torch.randn(t, s, device=CUDA)
+    scores[:, s - 64 :] = float("-inf")
+    nbytes = t * s * 4 + t * 2048 * 4
+    graph = t <= 64
+    ms = _time(lambda: torch.topk(scores, 2048, dim=-1, sorted=False), graph)
+    _row(table, "top-k 2048, torch.topk", f"T={t} S={s}", 0, nbytes, ms, ceil, 1.0)
+    configs = [256, 512, 1024, 2048, 4096] if sweep else [1024]
+    ms, cfg, _ = _best(lambda c: lambda: topk_triton(scores, 2048, block=c), configs, graph)
+    _row(table, f"top-k 2048, radix select (block {cfg})", f"T={t} S={s}", 0, nbytes, ms, ceil, 1.0)
+
+
+def bench_topk(ceil: Ceilings, table: Table, sweep: bool) -> None:
+    for t, s in [(1, 4096), (1, 16384), (1, 32768), (1, 65536), (1, 131072), (4, 131072), (16, 131072),
+                 (64, 131072), (2048, 65536)]:  # fmt: skip
+        _topk_case(ceil, table, t, s, sweep)
+    empty = torch.empty(1, device=CUDA)
+    ms = _time(lambda: empty.fill_(1.0), True)
+    table.notes.append(f"a graph replay of one trivial kernel takes {ms * 1e3:.1f} us here: part of every graph row")
 
 
 def _gemm_case(ceil, table, label, m, w, ws, sweep):
@@ -206,7 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--sweep", action="store_true", help="also time alternative tile configurations")
-    parser.add_argument("--only", default="mla,indexer,fp8,moe")
+    parser.add_argument("--only", default="mla,indexer,topk,fp8,moe")
     args = parser.parse_args()
     torch.manual_seed(0)
     ceil = measure_ceilings()
@@ -217,7 +256,9 @@ def main() -> None:
     ]
     print("\n".join(pre), flush=True)
     table = Table("Kernels at DeepSeek-V3.2 shapes", COLUMNS)
-    benches = {"mla": bench_sparse_mla, "indexer": bench_indexer, "fp8": bench_fp8, "moe": bench_moe}
+    benches = {
+        "mla": bench_sparse_mla, "indexer": bench_indexer, "topk": bench_topk, "fp8": bench_fp8, "moe": bench_moe
+    }  # fmt: skip
     for name in args.only.split(","):
         benches[name](ceil, table, args.sweep)
         torch.cuda.empty_cache()

@@ -57,9 +57,39 @@ def index_scores(
 
 
 def index_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Dispatcher for the per-query top-k (see index_topk_ref): chunked torch.topk on CUDA."""
+    """Dispatcher for the per-query top-k (see index_topk_ref): radix select or torch.topk on CUDA."""
     if scores.is_cuda:
         from dsagent.kernels.indexer_triton import index_topk_cuda
 
         return index_topk_cuda(scores, k)
     return index_topk_ref(scores, k)
+
+
+def index_select(
+    q_fp8: torch.Tensor,
+    weights: torch.Tensor,
+    k_fp8: torch.Tensor,
+    k_scale: torch.Tensor,
+    start: int | torch.Tensor,
+    k: int,
+) -> torch.Tensor:
+    """Index scores then the top k: [T, k] int32 key positions (-1 = none). Query t sits at position
+    start + t, or at start[t] when `start` is a device tensor of positions (keys after it are masked there,
+    so nothing on the host changes with the position). On CUDA a decode step with a long cache counts the
+    first radix digit while scoring and finishes with the radix select (two kernels and a memset)."""
+    t_len, s_len = q_fp8.shape[0], k_fp8.shape[0]
+    positions = start if isinstance(start, torch.Tensor) else None
+    if q_fp8.is_cuda and t_len <= 4 and s_len > k:
+        from dsagent.kernels.indexer_triton import RADIX_MIN_KEYS, index_scores_triton
+        from dsagent.kernels.topk_triton import radix_scratch, topk_triton
+
+        if s_len >= RADIX_MIN_KEYS:
+            scratch = radix_scratch(t_len, q_fp8.device)
+            scores = index_scores_triton(q_fp8, weights, k_fp8, k_scale, start, radix=scratch)
+            return topk_triton(scores, k, scratch=scratch)
+        return index_topk(index_scores_triton(q_fp8, weights, k_fp8, k_scale, start), k)
+    scores = index_scores(q_fp8, weights, k_fp8, k_scale, s_len if positions is not None else start)  # [T, S]
+    if positions is not None:
+        future = torch.arange(s_len, device=scores.device).unsqueeze(0) > positions.unsqueeze(1)
+        scores = scores.masked_fill_(future, float("-inf"))
+    return index_topk(scores, k)

@@ -15,6 +15,12 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import _sm_count
+from .topk_triton import BITS, ROW_SCRATCH, SIGN, _count_digits, _ordered_keys, topk_triton
+
+# Up to this many rows of at least this many keys use the radix select (H100, 128K keys: 1 row 22.8 vs 61.4 us
+# for torch.topk, 4 rows 33 vs 68, 16 rows 87 vs 86, 64 rows 286 vs 165; 1 row of 4096 keys 18 vs 21).
+RADIX_MIN_KEYS = 4096
+RADIX_MAX_ROWS = 16
 
 
 @triton.jit
@@ -66,15 +72,18 @@ def _index_scores_kernel(
 
 @triton.jit
 def _index_scores_decode_kernel(
-    q_ptr, w_ptr, k_ptr, ks_ptr, o_ptr,
+    q_ptr, w_ptr, k_ptr, ks_ptr, o_ptr, pos_ptr, hist_ptr,
     S, offset, TILES,
     stride_qt, stride_qh, stride_wt, stride_ks, stride_ot,
     T: tl.constexpr, H: tl.constexpr, D: tl.constexpr,
     BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    POS: tl.constexpr, HIST: tl.constexpr, BITS: tl.constexpr, ROW_SCRATCH: tl.constexpr,
 ):  # fmt: skip
     # A few queries (decode): each program walks TILES key tiles in a loop, so their loads are pipelined.
     # The product is taken as keys x heads ([BLOCK_S, BLOCK_H]) so the sum over heads stays inside each
-    # thread's rows (no cross-warp reduction). Same inputs and output as _index_scores_kernel.
+    # thread's rows (no cross-warp reduction). Same inputs and output as _index_scores_kernel, except:
+    # POS: query t sees keys s <= pos[t] (positions on the device, as in a CUDA graph), not offset + t;
+    # HIST: also counts the first radix digit of its scores into the top-k's scratch (saves it a pass).
     pid = tl.program_id(0)
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
@@ -99,8 +108,18 @@ def _index_scores_decode_kernel(
                 q = tl.load(q_ptrs + t * stride_qt, mask=hmask[:, None] & dmask[None, :], other=0.0)
                 w = tl.load(w_ptr + t * stride_wt + offs_h, mask=hmask, other=0.0)
             score = tl.sum(tl.maximum(tl.dot(k, tl.trans(q)), 0.0) * w[None, :], axis=1) * kscale
-            score = tl.where(offs_s <= offset + t, score, float("-inf"))
+            if POS:
+                score = tl.where(offs_s <= tl.load(pos_ptr + t), score, float("-inf"))
+            else:
+                score = tl.where(offs_s <= offset + t, score, float("-inf"))
             tl.store(o_ptr + t * stride_ot + offs_s, score, mask=offs_s < S)
+            if HIST:
+                ukeys = _ordered_keys(score) ^ SIGN
+                _count_digits(hist_ptr + t * ROW_SCRATCH, ukeys, offs_s < S, 32 - BITS, BITS, BLOCK_S)
+
+
+# decode kernel: (BLOCK_S, programs per SM, warps, stages)
+_DECODE_CONFIG = (256, 4, 4, 2)  # best of a sweep on H100 at 128K keys: 14.4 us (128, 2, 4, 3: 16.6 us)
 
 
 def _scores_config(T: int, S: int) -> tuple[int, int, int, int]:
@@ -110,9 +129,14 @@ def _scores_config(T: int, S: int) -> tuple[int, int, int, int]:
     return 32, 128, 4, 2  # measured on H100 (2048 x 64K): 32 queries a tile beat 8, 16 and 256-key tiles
 
 
-def index_scores_triton(q_fp8, weights, k_fp8, k_scale, offset: int, out=None, config=None) -> torch.Tensor:
+def index_scores_triton(
+    q_fp8, weights, k_fp8, k_scale, offset, out=None, config=None, decode_config=None, radix=None
+) -> torch.Tensor:
     """q_fp8 [T, H, D], weights [T, H] fp32, k_fp8 [S, D], k_scale [S] fp32 -> [T, S] fp32 index scores;
-    keys after position offset + t are -inf for query t."""
+    keys after position offset + t are -inf for query t. `offset` may instead be a device tensor of the T
+    query positions (decode kernel only). `config` forces the general kernel with (BLOCK_T, BLOCK_S, warps,
+    stages); `decode_config` tunes the decode kernel (T <= 4) with (BLOCK_S, programs per SM, warps, stages).
+    `radix`: a radix_scratch(T) into which the decode kernel counts the scores' first digits for topk_triton."""
     T, H, D = q_fp8.shape
     S = k_fp8.shape[0]
     assert k_fp8.shape == (S, D), (k_fp8.shape, q_fp8.shape)
@@ -128,12 +152,21 @@ def index_scores_triton(q_fp8, weights, k_fp8, k_scale, offset: int, out=None, c
         return out
     bh = max(16, triton.next_power_of_2(H))
     bd = max(32, triton.next_power_of_2(D))
-    if config is None and T <= 4:
-        bs, tiles = 128, triton.cdiv(triton.cdiv(S, 128), 2 * _sm_count(q_fp8.device))
+    positions = offset if isinstance(offset, torch.Tensor) else None
+    decode = config is None and T <= 4
+    assert decode or (positions is None and radix is None), "positions and radix need the decode kernel"
+    if decode:
+        if positions is not None:
+            assert positions.shape == (T,) and positions.device == q_fp8.device, (positions.shape, T)
+        if radix is not None:
+            assert radix.shape == (T * ROW_SCRATCH + 1,) and radix.dtype == torch.int32, (radix.shape, T)
+        bs, per_sm, warps, stages = decode_config or _DECODE_CONFIG
+        tiles = triton.cdiv(triton.cdiv(S, bs), per_sm * _sm_count(q_fp8.device))
         _index_scores_decode_kernel[(triton.cdiv(S, bs * tiles),)](
-            q_fp8, weights, k_fp8, k_scale, out, S, offset, tiles,
+            q_fp8, weights, k_fp8, k_scale, out, positions, radix, S, 0 if positions is not None else offset, tiles,
             q_fp8.stride(0), q_fp8.stride(1), weights.stride(0), k_fp8.stride(0), out.stride(0),
-            T=T, H=H, D=D, BLOCK_S=bs, BLOCK_H=bh, BLOCK_D=bd, num_warps=4, num_stages=3,
+            T=T, H=H, D=D, BLOCK_S=bs, BLOCK_H=bh, BLOCK_D=bd, POS=positions is not None, HIST=radix is not None,
+            BITS=BITS, ROW_SCRATCH=ROW_SCRATCH, num_warps=warps, num_stages=stages,
         )  # fmt: skip
         return out
     bt, bs, warps, stages = config or _scores_config(T, S)
@@ -148,9 +181,11 @@ def index_scores_triton(q_fp8, weights, k_fp8, k_scale, offset: int, out=None, c
 
 def index_topk_cuda(scores: torch.Tensor, k: int) -> torch.Tensor:
     """scores [T, S] -> [T, k] int32 key positions of the k best scores; -1 where fewer than k keys are
-    visible (masked scores are -inf). No host synchronisation, so it runs inside a CUDA graph. (Cutting a
-    long row into chunks, best k of each, then best k of those, measured slower on H100: 113 vs 68 us.)"""
+    visible (masked scores are -inf). No host synchronisation, so it runs inside a CUDA graph. Long rows go
+    of a few rows go to the radix select (topk_triton), the rest to torch.topk: whichever measured faster."""
     T, S = scores.shape
+    if S >= RADIX_MIN_KEYS and T <= RADIX_MAX_ROWS:
+        return topk_triton(scores, k)
     kk = min(k, S)
     vals, idx = torch.topk(scores, kk, dim=-1, sorted=False)
     idx = torch.where(vals == float("-inf"), -1, idx).to(torch.int32)

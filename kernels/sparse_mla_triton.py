@@ -125,7 +125,8 @@ def _mla_config(B: int, T: int, H: int, K: int, sms: int) -> tuple[int, int, int
     programs = B * T * triton.cdiv(H, bh)
     nsplit = 1
     if 2 * programs <= sms:  # splitting a nearly full wave costs more (partials, merge) than it gains
-        nsplit = max(1, min(triton.cdiv(2 * sms, programs), triton.cdiv(K, 2 * bn), 32))
+        # one block of rows per split at batch 1 (H100, 2048 rows, 128 heads: see bench/long_context.py)
+        nsplit = max(1, min(triton.cdiv(2 * sms, programs), triton.cdiv(K, bn), 32))
     return bh, bn, 8 if bh >= 64 else 4, 2, nsplit
 
 

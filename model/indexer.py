@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from dsagent.kernels.fp8 import act_quant
-from dsagent.kernels.indexer import index_scores, index_topk
+from dsagent.kernels.indexer import index_select
 from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
 from dsagent.model.layers import Linear, apply_rope, hadamard, layer_norm
@@ -60,11 +60,4 @@ class Indexer:
         key_scales = write_rows(cache.index_scale, start, k_scale[:, 0])
         weights = (x.float() @ self.weights_proj.T) * self.heads**-0.5  # [T, Hi]
         weights = weights * q_scale[..., 0] * self.head_dim**-0.5
-        if isinstance(start, torch.Tensor):
-            # offset S masks nothing; rows past each position (unwritten or stale) are masked here instead
-            scores = index_scores(q_fp8, weights, keys, key_scales, keys.shape[0])  # [T, S]
-            future = torch.arange(keys.shape[0], device=keys.device).unsqueeze(0) > start.unsqueeze(1)
-            scores = scores.masked_fill_(future, float("-inf"))
-        else:
-            scores = index_scores(q_fp8, weights, keys, key_scales, start)  # [T, S]
-        return index_topk(scores, self.topk)
+        return index_select(q_fp8, weights, keys, key_scales, start, self.topk)  # rows past a position masked

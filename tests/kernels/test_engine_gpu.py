@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from dsagent.kernels import indexer_triton
 from dsagent.model.cache import KVCache
 from dsagent.model.engine import Engine
 from safetensors.torch import load_file
@@ -28,8 +29,11 @@ def _agreement(mine: torch.Tensor, ref: torch.Tensor, causal: bool) -> float:
     return agree / total
 
 
+@pytest.mark.parametrize("radix", [False, True])
 @pytest.mark.parametrize("name", ["v32-tiny-bf16", "v32-tiny-fp8"])
-def test_engine_matches_reference_on_gpu(shared_dir: Path, name: str) -> None:
+def test_engine_matches_reference_on_gpu(shared_dir: Path, name: str, radix: bool, monkeypatch) -> None:
+    # radix: the tiny model's short rows go through the radix select as a 128K-key decode row would
+    monkeypatch.setattr(indexer_triton, "RADIX_MIN_KEYS", 64 if radix else 1 << 30)
     folder = shared_dir / "parity" / name
     engine = Engine.from_pretrained(folder, device="cuda", progress=False)
     ref = {k: v.cuda() for k, v in load_file(folder / "reference.safetensors").items()}

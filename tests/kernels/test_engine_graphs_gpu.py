@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from dsagent.kernels import indexer_triton
 from dsagent.model.cache import CHUNK
 from dsagent.model.engine import Engine, Session
 
@@ -26,8 +27,11 @@ def _same(graph: Session, eager: Session, tokens: list[int]) -> None:
     assert len(graph) == len(eager) and graph.cache.length == eager.cache.length == len(eager)
 
 
+@pytest.mark.parametrize("radix", [False, True])
 @pytest.mark.parametrize("name", ["v32-tiny-bf16", "v32-tiny-fp8"])
-def test_graph_decode_matches_eager(shared_dir: Path, name: str) -> None:
+def test_graph_decode_matches_eager(shared_dir: Path, name: str, radix: bool, monkeypatch) -> None:
+    # radix: the tiny model's short rows go through the radix select as a 128K-key decode row would
+    monkeypatch.setattr(indexer_triton, "RADIX_MIN_KEYS", 64 if radix else 1 << 30)
     graphs = Engine.from_pretrained(shared_dir / "parity" / name, device="cuda", progress=False)
     assert graphs.cuda_graphs  # the default on CUDA
     eager = Engine(graphs.config, graphs.model, graphs.tokenizer, graphs.path)  # same weights, no graphs
