@@ -50,7 +50,7 @@ async def test_keys_are_handled_within_100ms_while_streaming_and_while_a_tool_ru
 async def _measure(git_repo: Path, tmp_path: Path) -> None:
     big_project(git_repo)
     messages = [
-        step("Looking at the structure of the project first. " * 60, call("repo_map", "m1"), delay=0.01),
+        step("Looking at the structure of the project first. " * 100, call("repo_map", "m1"), delay=0.01),
         step("", content="Mapped."),
     ]
     script = write_script(tmp_path / "slow.jsonl", messages)
