@@ -107,25 +107,32 @@ def decode_step_ms(model: Transformer, cache: KVCache, length: int, graph: bool)
     return statistics.median(times)
 
 
+def _attention_inputs(length: int) -> dict[str, torch.Tensor]:
+    """Random decode-step inputs of one layer's attention at `length` cached rows (batch 1, 128 heads)."""
+    return {
+        "q": torch.randn(1, 1, 128, 576, device=CUDA, dtype=torch.bfloat16),
+        "kv": torch.randn(1, length, 576, device=CUDA, dtype=torch.bfloat16),
+        "qi": (torch.randn(1, 64, 128, device=CUDA) * 64).to(FP8),
+        "w": torch.randn(1, 64, device=CUDA),
+        "ki": (torch.randn(length, 128, device=CUDA) * 64).to(FP8),
+        "ks": torch.rand(length, device=CUDA),
+        "position": torch.tensor([length - 1], device=CUDA),  # on the device, as in the captured step
+    }
+
+
 def attention_only_ms(length: int, dense: bool) -> float:
-    """The attention part of a decode step alone, as the engine's captured step runs it: indexer scores (the
-    position on the device) + top-k + sparse MLA, or dense MLA."""
+    """The attention part of a decode step alone, as the engine's captured step runs it: indexer scores + top-k
+    + sparse MLA, or dense MLA."""
     from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
 
-    q = torch.randn(1, 1, 128, 576, device=CUDA, dtype=torch.bfloat16)
-    kv = torch.randn(1, length, 576, device=CUDA, dtype=torch.bfloat16)
-    qi = (torch.randn(1, 64, 128, device=CUDA) * 64).to(FP8)
-    w = torch.randn(1, 64, device=CUDA)
-    ki = (torch.randn(length, 128, device=CUDA) * 64).to(FP8)
-    ks = torch.rand(length, device=CUDA)
+    x = _attention_inputs(length)
     every = torch.arange(length, device=CUDA, dtype=torch.int32).view(1, 1, length)
-    position = torch.tensor([length - 1], device=CUDA)
 
     def step():
         if dense:
-            return sparse_mla_triton(q, kv, every, 0.04, 512)
-        idx = index_select(qi, w, ki, ks, position, 2048)
-        return sparse_mla_triton(q, kv, idx.view(1, 1, -1), 0.04, 512)
+            return sparse_mla_triton(x["q"], x["kv"], every, 0.04, 512)
+        idx = index_select(x["qi"], x["w"], x["ki"], x["ks"], x["position"], 2048)
+        return sparse_mla_triton(x["q"], x["kv"], idx.view(1, 1, -1), 0.04, 512)
 
     step()
     return graph_time_ms(step)
@@ -137,22 +144,17 @@ def attention_parts(length: int) -> Table:
     from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
 
     table = Table(f"DSA attention at {length} keys, part by part (each part its own graph replay)", ["part", "us"])
-    qi = (torch.randn(1, 64, 128, device=CUDA) * 64).to(FP8)
-    w = torch.randn(1, 64, device=CUDA)
-    ki = (torch.randn(length, 128, device=CUDA) * 64).to(FP8)
-    ks = torch.rand(length, device=CUDA)
-    position = torch.tensor([length - 1], device=CUDA)
-    q = torch.randn(1, 1, 128, 576, device=CUDA, dtype=torch.bfloat16)
-    kv = torch.randn(1, length, 576, device=CUDA, dtype=torch.bfloat16)
+    x = _attention_inputs(length)
+    index = x["qi"], x["w"], x["ki"], x["ks"], x["position"]
     idx = torch.randperm(length, device=CUDA)[:2048].int().view(1, 1, -1)
     empty = torch.empty(1, device=CUDA)
     parts = [
         ("a trivial kernel (the cost of a graph replay itself)", lambda: empty.fill_(1.0)),
-        ("indexer scores (decode kernel)", lambda: index_scores_triton(qi, w, ki, ks, position)),
+        ("indexer scores (decode kernel)", lambda: index_scores_triton(*index)),
         ("indexer scores + top-k 2048 (memset, scores + first digit, radix select)",
-         lambda: index_select(qi, w, ki, ks, position, 2048)),
-        ("indexer scores + torch.topk", lambda: torch.topk(index_scores_triton(qi, w, ki, ks, position), 2048)),
-        ("sparse MLA over 2048 rows (128 heads)", lambda: sparse_mla_triton(q, kv, idx, 0.04, 512)),
+         lambda: index_select(*index, 2048)),
+        ("indexer scores + torch.topk", lambda: torch.topk(index_scores_triton(*index), 2048)),
+        ("sparse MLA over 2048 rows (128 heads)", lambda: sparse_mla_triton(x["q"], x["kv"], idx, 0.04, 512)),
     ]  # fmt: skip
     for name, fn in parts:
         fn()

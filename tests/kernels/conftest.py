@@ -4,11 +4,14 @@ Triton's interpreter (TRITON_INTERPRET=1, set here before any kernel module is i
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))  # kernel_kit, beside this file
 ON_GPU = torch.cuda.is_available()
 if not ON_GPU:
     os.environ["TRITON_INTERPRET"] = "1"

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dsagent.kernels.fp8 import act_quant_ref
 from dsagent.kernels.indexer import index_scores_ref, index_topk_ref
 from dsagent.kernels.indexer_triton import index_scores_triton, index_topk_cuda
+from kernel_kit import indexer_inputs
 
 FP8 = torch.float8_e4m3fn
-
-
-def _inputs(t: int, h: int, d: int, s: int, device: str):
-    q = act_quant_ref(torch.randn(t, h, d, device=device))[0]
-    k, k_scale = act_quant_ref(torch.randn(s, d, device=device))
-    k_scale = k_scale[:, 0].contiguous()  # d <= 128: one block per key
-    weights = torch.randn(t, h, device=device)
-    return q, weights, k, k_scale
 
 
 def _check_scores(q, weights, k, k_scale, offset, rmse, config=None, tol=1e-5):
@@ -41,14 +33,14 @@ def _check_scores(q, weights, k, k_scale, offset, rmse, config=None, tol=1e-5):
     ],
 )
 def test_index_scores_match_reference(t, h, d, s, offset, config, device, rmse):
-    q, weights, k, k_scale = _inputs(t, h, d, s, device)
+    q, weights, k, k_scale = indexer_inputs(t, h, d, s, device)
     tol = 3e-3 if device == "cuda" else 1e-5  # the GPU accumulates fp8 products with fewer bits than fp32
     _check_scores(q, weights, k, k_scale, offset, rmse, config, tol)
 
 
 @pytest.mark.parametrize(("t", "s", "k"), [(1, 50, 8), (4, 20, 32), (3, 300, 64)])
 def test_index_topk_matches_reference(t, s, k, device):
-    q, weights, keys, k_scale = _inputs(t, 4, 32, s, device)
+    q, weights, keys, k_scale = indexer_inputs(t, 4, 32, s, device)
     scores = index_scores_ref(q, weights, keys, k_scale, s - t - 5)  # the last 5 keys are in the future
     ref = index_topk_ref(scores, k)
     out = index_topk_cuda(scores, k)
@@ -59,7 +51,7 @@ def test_index_topk_matches_reference(t, s, k, device):
 @pytest.mark.gpu
 @pytest.mark.parametrize(("t", "s", "offset"), [(1, 131072, 131071), (1, 4099, 4098), (257, 4096, 3839), (64, 8192, 0)])
 def test_index_scores_full_shapes_gpu(t, s, offset, rmse):
-    q, weights, k, k_scale = _inputs(t, 64, 128, s, "cuda")
+    q, weights, k, k_scale = indexer_inputs(t, 64, 128, s, "cuda")
     _check_scores(q, weights, k, k_scale, offset, rmse, tol=3e-3)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dsagent.kernels.fp8 import act_quant_ref
 from dsagent.kernels.indexer import index_scores_ref, index_select, index_topk_ref
 from dsagent.kernels.indexer_triton import index_scores_triton
 from dsagent.kernels.topk_triton import ROW_SCRATCH, radix_scratch, topk_triton
+from kernel_kit import indexer_inputs
 
 NEG_INF = float("-inf")
 
@@ -77,17 +77,11 @@ def test_ties_over_many_programs_gpu():
     _check(scores, 2048, block=256)
 
 
-def _indexer_inputs(t: int, s: int, device: str):
-    q = act_quant_ref(torch.randn(t, 4, 32, device=device))[0]
-    keys, k_scale = act_quant_ref(torch.randn(s, 32, device=device))
-    return q, torch.randn(t, 4, device=device), keys, k_scale[:, 0].contiguous()
-
-
 def test_scoring_counts_the_first_digits(device):
     """The decode scores kernel masks by device positions and counts the first radix digit; the select then
     starts from that count."""
     t, s, k = 2, 700, 64
-    q, w, keys, k_scale = _indexer_inputs(t, s, device)
+    q, w, keys, k_scale = indexer_inputs(t, 4, 32, s, device)
     positions = torch.tensor([600, 650], device=device)
     scratch = radix_scratch(t, device)
     scores = index_scores_triton(q, w, keys, k_scale, positions, radix=scratch)
@@ -99,10 +93,6 @@ def test_scoring_counts_the_first_digits(device):
     first = ((ordered >> 24) + 128).long()  # the top 8 bits in unsigned order
     hist = scratch[:-1].view(t, ROW_SCRATCH)[:, :256]
     assert torch.equal(hist.long(), torch.stack([torch.bincount(f, minlength=256) for f in first]))
-    _check_with(scores, k, scratch)
-
-
-def _check_with(scores, k, scratch):
     out = topk_triton(scores, k, scratch=scratch)
     assert torch.equal(_chosen(scores, out), _chosen(scores, index_topk_ref(scores, k)))
 
@@ -112,9 +102,7 @@ def _check_with(scores, k, scratch):
 def test_index_select_decode_gpu(s):
     """The engine's decode path (scores with device positions, first digits counted, radix select) against
     the reference scores and torch.topk."""
-    q = act_quant_ref(torch.randn(1, 64, 128, device="cuda"))[0]
-    keys, k_scale = act_quant_ref(torch.randn(s, 128, device="cuda"))
-    w, k_scale = torch.randn(1, 64, device="cuda"), k_scale[:, 0].contiguous()
+    q, w, keys, k_scale = indexer_inputs(1, 64, 128, s, "cuda")
     pos = s - 100  # the last 99 rows are stale: masked by position
     out = index_select(q, w, keys, k_scale, torch.tensor([pos], device="cuda"), 2048)
     ref_scores = index_scores_ref(q, w, keys, k_scale, pos)

@@ -1,0 +1,15 @@
+"""Inputs shared by the kernel tests (importable: tests/kernels/conftest.py puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import torch
+from dsagent.kernels.fp8 import act_quant_ref
+
+
+def indexer_inputs(t: int, h: int, d: int, s: int, device: str):
+    """q [t, h, d] e4m3, weights [t, h], keys [s, d] e4m3, key scales [s]: the lightning indexer's inputs."""
+    q = act_quant_ref(torch.randn(t, h, d, device=device))[0]
+    k, k_scale = act_quant_ref(torch.randn(s, d, device=device))
+    k_scale = k_scale[:, 0].contiguous()  # d <= 128: one block per key
+    weights = torch.randn(t, h, device=device)
+    return q, weights, k, k_scale
