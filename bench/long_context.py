@@ -151,7 +151,7 @@ def attention_parts(length: int) -> Table:
     parts = [
         ("a trivial kernel (the cost of a graph replay itself)", lambda: empty.fill_(1.0)),
         ("indexer scores (decode kernel)", lambda: index_scores_triton(*index)),
-        ("indexer scores + top-k 2048 (memset, scores + first digit, radix select)",
+        ("indexer scores + top-k 2048 (scores + first digit, radix select)",
          lambda: index_select(*index, 2048)),
         ("indexer scores + torch.topk", lambda: torch.topk(index_scores_triton(*index), 2048)),
         ("sparse MLA over 2048 rows (128 heads)", lambda: sparse_mla_triton(x["q"], x["kv"], idx, 0.04, 512)),

@@ -76,10 +76,10 @@ def index_select(
     """Index scores then the top k: [T, k] int32 key positions (-1 = none). Query t sits at position
     start + t, or at start[t] when `start` is a device tensor of positions (keys after it are masked there,
     so nothing on the host changes with the position). On CUDA a decode step with a long cache counts the
-    first radix digit while scoring and finishes with the radix select (two kernels and a memset)."""
+    first radix digit while scoring and finishes with the radix select (two kernels)."""
     t_len, s_len = q_fp8.shape[0], k_fp8.shape[0]
     positions = start if isinstance(start, torch.Tensor) else None
-    if q_fp8.is_cuda and t_len <= 4 and s_len > k:
+    if q_fp8.is_cuda and t_len <= 4 and s_len > k > 0:
         from dsagent.kernels.indexer_triton import RADIX_MIN_KEYS, index_scores_triton
         from dsagent.kernels.topk_triton import radix_scratch, topk_triton
 

@@ -15,10 +15,15 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import _sm_count
-from .topk_triton import BITS, ROW_SCRATCH, SIGN, _count_digits, _ordered_keys, topk_triton
+from .topk_triton import BITS, ROW_SCRATCH, SIGN, _ordered_keys, topk_triton
 
-# Up to this many rows of at least this many keys use the radix select (H100, 128K keys: 1 row 22.8 vs 61.4 us
-# for torch.topk, 4 rows 33 vs 68, 16 rows 87 vs 86, 64 rows 286 vs 165; 1 row of 4096 keys 18 vs 21).
+try:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # an older Triton: the decode kernel loads keys through pointers
+    TensorDescriptor = None
+
+# Up to this many rows of at least this many keys use the radix select (H100, 128K keys: 1 row 18.7 vs 61.1 us
+# for torch.topk, 4 rows 27.6 vs 67, 16 rows 76 vs 86, 64 rows 260 vs 175; 1 row of 4096 keys 14.6 vs 20.7).
 RADIX_MIN_KEYS = 4096
 RADIX_MAX_ROWS = 16
 
@@ -72,18 +77,23 @@ def _index_scores_kernel(
 
 @triton.jit
 def _index_scores_decode_kernel(
-    q_ptr, w_ptr, k_ptr, ks_ptr, o_ptr, pos_ptr, hist_ptr,
-    S, offset, TILES,
+    q_ptr, w_ptr, k_src, ks_ptr, o_ptr, pos_ptr, hist_ptr,
+    S, offset,
     stride_qt, stride_qh, stride_wt, stride_ks, stride_ot,
     T: tl.constexpr, H: tl.constexpr, D: tl.constexpr,
-    BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, TMA: tl.constexpr,
     POS: tl.constexpr, HIST: tl.constexpr, BITS: tl.constexpr, ROW_SCRATCH: tl.constexpr,
 ):  # fmt: skip
-    # A few queries (decode): each program walks TILES key tiles in a loop, so their loads are pipelined.
-    # The product is taken as keys x heads ([BLOCK_S, BLOCK_H]) so the sum over heads stays inside each
-    # thread's rows (no cross-warp reduction). Same inputs and output as _index_scores_kernel, except:
+    # A few queries (decode). Each program strides over key tiles (tile = pid, pid + programs, ...) in a
+    # pipelined loop, so a fixed grid covers any length and the first-digit counts pile up in registers. With
+    # TMA (k_src a tensor descriptor) the keys go straight to shared memory, several tiles in flight, and no
+    # registers hold them; otherwise k_src is a pointer. The product is keys x heads ([BLOCK_S, BLOCK_H]) so
+    # the sum over heads stays inside each thread's rows. Same inputs and output as _index_scores_kernel, except:
     # POS: query t sees keys s <= pos[t] (positions on the device, as in a CUDA graph), not offset + t;
-    # HIST: also counts the first radix digit of its scores into the top-k's scratch (saves it a pass).
+    # HIST: counts the first radix digit of its scores, per program, then adds that once into the top-k's
+    # scratch (saves the select a pass).
+    BINS: tl.constexpr = 1 << BITS
+    TP: tl.constexpr = 4  # rows of the per-program histogram: T <= 4, padded to a power of two
     pid = tl.program_id(0)
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
@@ -92,15 +102,18 @@ def _index_scores_decode_kernel(
     q_ptrs = q_ptr + offs_h[:, None] * stride_qh + offs_d[None, :]
     q0 = tl.load(q_ptrs, mask=hmask[:, None] & dmask[None, :], other=0.0)  # the first query, kept for all tiles
     w0 = tl.load(w_ptr + offs_h, mask=hmask, other=0.0)
-    for j in range(TILES):
-        offs_s = (pid * TILES + j) * BLOCK_S + tl.arange(0, BLOCK_S)
-        rows = tl.minimum(offs_s, S - 1)
-        k_ptrs = k_ptr + rows[:, None] * stride_ks + offs_d[None, :]
-        if BLOCK_D == D:
-            k = tl.load(k_ptrs)
+    bins = tl.arange(0, BINS)
+    trows = tl.arange(0, TP)
+    counts = tl.zeros((TP, BINS), tl.int32)
+    for tile in range(pid, tl.cdiv(S, BLOCK_S), tl.num_programs(0)):
+        offs_s = tile * BLOCK_S + tl.arange(0, BLOCK_S)
+        live = offs_s < S
+        if TMA:
+            k = k_src.load([tile * BLOCK_S, 0])  # rows past S arrive as zeros
         else:
+            k_ptrs = k_src + tl.minimum(offs_s, S - 1)[:, None] * stride_ks + offs_d[None, :]  # rows past S: unused
             k = tl.load(k_ptrs, mask=dmask[None, :], other=0.0)
-        kscale = tl.load(ks_ptr + rows)
+        kscale = tl.load(ks_ptr + offs_s, mask=live, other=0.0)
         for t in tl.static_range(T):
             if t == 0:
                 q, w = q0, w0
@@ -112,14 +125,33 @@ def _index_scores_decode_kernel(
                 score = tl.where(offs_s <= tl.load(pos_ptr + t), score, float("-inf"))
             else:
                 score = tl.where(offs_s <= offset + t, score, float("-inf"))
-            tl.store(o_ptr + t * stride_ot + offs_s, score, mask=offs_s < S)
+            tl.store(o_ptr + t * stride_ot + offs_s, score, mask=live)
             if HIST:
-                ukeys = _ordered_keys(score) ^ SIGN
-                _count_digits(hist_ptr + t * ROW_SCRATCH, ukeys, offs_s < S, 32 - BITS, BITS, BLOCK_S)
+                digits = ((_ordered_keys(score) ^ SIGN) >> (32 - BITS)) & (BINS - 1)
+                found = tl.histogram(tl.where(live, digits, 0), BINS)
+                found -= tl.where(bins == 0, BLOCK_S - tl.sum(live.to(tl.int32), axis=0), 0)  # rows past S
+                counts += tl.where(trows[:, None] == t, found[None, :], 0)
+    if HIST:
+        for t in tl.static_range(T):
+            row = tl.sum(tl.where(trows[:, None] == t, counts, 0), axis=0)
+            tl.atomic_add(hist_ptr + t * ROW_SCRATCH + bins, row, mask=row > 0, sem="relaxed")  # read next kernel
 
 
 # decode kernel: (BLOCK_S, programs per SM, warps, stages)
-_DECODE_CONFIG = (256, 4, 4, 2)  # best of a sweep on H100 at 128K keys: 14.4 us (128, 2, 4, 3: 16.6 us)
+_DECODE_CONFIG = (128, 2, 8, 3)  # H100, 128K keys, back to back: 10.5 us; best of 72 (128, 3, 8, 3) 10.4 us
+
+
+def _tma_keys(k_fp8: torch.Tensor, block_s: int, block_d: int):
+    """A TMA descriptor over the keys [S, D] when the copy engine can read them in [block_s, D] boxes (D the
+    kernel's padded head dim, boxes of at most 256 rows, 16-byte aligned rows), else None (pointer loads)."""
+    if TensorDescriptor is None:
+        return None
+    d = k_fp8.shape[1]
+    size = k_fp8.element_size()
+    aligned = k_fp8.data_ptr() % 16 == 0 and (k_fp8.stride(0) * size) % 16 == 0
+    if d != block_d or d * size < 16 or block_s > 256 or not aligned:
+        return None
+    return TensorDescriptor.from_tensor(k_fp8, [block_s, d])
 
 
 def _scores_config(T: int, S: int) -> tuple[int, int, int, int]:
@@ -130,13 +162,14 @@ def _scores_config(T: int, S: int) -> tuple[int, int, int, int]:
 
 
 def index_scores_triton(
-    q_fp8, weights, k_fp8, k_scale, offset, out=None, config=None, decode_config=None, radix=None
+    q_fp8, weights, k_fp8, k_scale, offset, out=None, config=None, decode_config=None, radix=None, tma=True
 ) -> torch.Tensor:
     """q_fp8 [T, H, D], weights [T, H] fp32, k_fp8 [S, D], k_scale [S] fp32 -> [T, S] fp32 index scores;
     keys after position offset + t are -inf for query t. `offset` may instead be a device tensor of the T
     query positions (decode kernel only). `config` forces the general kernel with (BLOCK_T, BLOCK_S, warps,
     stages); `decode_config` tunes the decode kernel (T <= 4) with (BLOCK_S, programs per SM, warps, stages).
-    `radix`: a radix_scratch(T) into which the decode kernel counts the scores' first digits for topk_triton."""
+    `radix`: a radix_scratch(T) into which the decode kernel counts the scores' first digits for topk_triton.
+    `tma=False`: the decode kernel loads keys through pointers even where a TMA descriptor could read them."""
     T, H, D = q_fp8.shape
     S = k_fp8.shape[0]
     assert k_fp8.shape == (S, D), (k_fp8.shape, q_fp8.shape)
@@ -159,14 +192,17 @@ def index_scores_triton(
         if positions is not None:
             assert positions.shape == (T,) and positions.device == q_fp8.device, (positions.shape, T)
         if radix is not None:
-            assert radix.shape == (T * ROW_SCRATCH + 1,) and radix.dtype == torch.int32, (radix.shape, T)
+            assert radix.shape == (T * ROW_SCRATCH + 2,) and radix.dtype == torch.int32, (radix.shape, T)
         bs, per_sm, warps, stages = decode_config or _DECODE_CONFIG
-        tiles = triton.cdiv(triton.cdiv(S, bs), per_sm * _sm_count(q_fp8.device))
-        _index_scores_decode_kernel[(triton.cdiv(S, bs * tiles),)](
-            q_fp8, weights, k_fp8, k_scale, out, positions, radix, S, 0 if positions is not None else offset, tiles,
+        keys = _tma_keys(k_fp8, bs, bd) if tma else None
+        grid = (min(triton.cdiv(S, bs), per_sm * _sm_count(q_fp8.device)),)
+        _index_scores_decode_kernel[grid](
+            q_fp8, weights, k_fp8 if keys is None else keys, k_scale, out, positions, radix, S,
+            0 if positions is not None else offset,
             q_fp8.stride(0), q_fp8.stride(1), weights.stride(0), k_fp8.stride(0), out.stride(0),
-            T=T, H=H, D=D, BLOCK_S=bs, BLOCK_H=bh, BLOCK_D=bd, POS=positions is not None, HIST=radix is not None,
-            BITS=BITS, ROW_SCRATCH=ROW_SCRATCH, num_warps=warps, num_stages=stages,
+            T=T, H=H, D=D, BLOCK_S=bs, BLOCK_H=bh, BLOCK_D=bd, TMA=keys is not None,
+            POS=positions is not None, HIST=radix is not None, BITS=BITS, ROW_SCRATCH=ROW_SCRATCH,
+            num_warps=warps, num_stages=stages,
         )  # fmt: skip
         return out
     bt, bs, warps, stages = config or _scores_config(T, S)

@@ -6,7 +6,8 @@ in registers for the whole selection: in round r every program histograms digit 
 digits match those found so far, adds that into the row's histogram with atomics and waits at a barrier for
 the row's other programs; then each reads the histogram and takes the digit at which the count from the top
 reaches k. After four rounds the threshold key is known; each program writes its keys above it, then as many
-keys equal to it as are still needed. One launch (plus a memset), no host sync: it runs in a CUDA graph.
+keys equal to it as are still needed. One launch, no host sync: it runs in a CUDA graph. The scratch (histograms,
+barriers, counters) is kept between calls and the last program to finish zeroes it again, so no memset runs.
 `torch.topk` gives one thread block to a row, which leaves a 128K-key decode row on one SM.
 
 The barrier needs all P programs of a row running at once. Programs take their (row, slice) from a ticket
@@ -23,8 +24,10 @@ import triton.language as tl
 SIGN = tl.constexpr(-2147483648)  # int32 0x80000000; a global must be constexpr to compile
 BITS = 8  # digit width: a 256-bin histogram is cheap on chip (2048 bins measured 2-3x slower per round)
 ROUNDS = 32 // BITS
-# scratch layout per row (int32): histograms [ROUNDS, 2^BITS], barriers [ROUNDS], output counters [2]
+# scratch layout per row (int32): histograms [ROUNDS, 2^BITS], barriers [ROUNDS], output counters [2];
+# after the rows: the ticket counter and the count of finished programs
 ROW_SCRATCH = ROUNDS * (1 << BITS) + ROUNDS + 2
+_WORKSPACES: dict[tuple[torch.device, int], torch.Tensor] = {}
 
 
 @triton.jit
@@ -36,13 +39,16 @@ def _ordered_keys(scores):
 
 @triton.jit
 def _wait_for_row(bar_ptr, P):
-    """Arrive at the row's barrier and spin until all P programs of the row have arrived. As in a grid-wide
-    sync: the block barrier orders every thread's histogram atomics before the one acq_rel arrival, and the
-    block barrier after the spin orders the acquiring read before every thread's loads."""
+    """Arrive at the row's barrier and wait until all P programs of the row have arrived. As in a grid-wide
+    sync: the block barrier orders every thread's histogram atomics before the one acq_rel arrival. The wait
+    polls with plain (volatile) loads, which do not queue behind the arrivals' atomics on the same address as
+    polling atomics would; one acquiring atomic then orders the histogram reads after the arrivals, and the
+    block barrier after it holds every thread until then."""
     tl.debug_barrier()
     arrived = tl.atomic_add(bar_ptr, 1) + 1
     while arrived < P:
-        arrived = tl.atomic_add(bar_ptr, 0)
+        arrived = tl.load(bar_ptr, volatile=True)
+    tl.atomic_add(bar_ptr, 0, sem="acquire")
     tl.debug_barrier()
 
 
@@ -53,18 +59,19 @@ def _count_digits(hist_ptr, ukeys, keep, SHIFT: tl.constexpr, BITS: tl.constexpr
     bins = tl.arange(0, BINS)
     counts = tl.histogram(tl.where(keep, (ukeys >> SHIFT) & (BINS - 1), 0), BINS)
     counts -= tl.where(bins == 0, N - tl.sum(keep.to(tl.int32), axis=0), 0)  # the dropped keys went to bin 0
-    tl.atomic_add(hist_ptr + bins, counts, mask=counts > 0)
+    tl.atomic_add(hist_ptr + bins, counts, mask=counts > 0, sem="relaxed")  # ordered by the barrier's arrival
 
 
 @triton.jit
 def _radix_select_kernel(
-    s_ptr, scratch_ptr, ticket_ptr, o_ptr, S, k, P, stride_s, stride_o,
+    s_ptr, scratch_ptr, o_ptr, S, k, P, SCRATCH, stride_s, stride_o,
     BITS: tl.constexpr, ROUNDS: tl.constexpr, ROW_SCRATCH: tl.constexpr, BLOCK: tl.constexpr,
     FIRST_DONE: tl.constexpr,
 ):  # fmt: skip
     # scores [T, S] fp32 -> o [T, k] int32: above-threshold keys first, then the needed keys equal to it.
     # FIRST_DONE: the kernel that wrote the scores has already counted the first digits (the row's hist 0).
     BINS: tl.constexpr = 1 << BITS
+    ticket_ptr = scratch_ptr + SCRATCH - 2  # SCRATCH: the whole scratch's length (rows, then the two counters)
     ticket = tl.atomic_add(ticket_ptr, 1)
     row = ticket // P
     offs = (ticket % P) * BLOCK + tl.arange(0, BLOCK)
@@ -107,17 +114,28 @@ def _radix_select_kernel(
     equal = (valid & (keys == threshold)).to(tl.int32)
     slot = tl.atomic_add(counter + 1, tl.sum(equal, axis=0)) + tl.cumsum(equal, axis=0) - 1
     tl.store(o_row + (k - need) + slot, value, mask=(equal > 0) & (slot < need))
+    # the last program to finish (every other one is past its last scratch access) zeroes the scratch
+    tl.debug_barrier()
+    if tl.atomic_add(ticket_ptr + 1, 1) == tl.num_programs(0) - 1:
+        for i in range(0, SCRATCH, BLOCK):
+            tl.store(scratch_ptr + i + tl.arange(0, BLOCK), 0, mask=i + tl.arange(0, BLOCK) < SCRATCH)
 
 
 def radix_scratch(rows: int, device) -> torch.Tensor:
-    """Zeroed scratch for topk_triton over `rows` rows; a scores kernel may count the first digits into it."""
-    return torch.zeros(rows * ROW_SCRATCH + 1, dtype=torch.int32, device=device)  # the last int: tickets
+    """The zeroed scratch of topk_triton over `rows` rows, into which a scores kernel may count the first digits.
+    One buffer per (device, rows), kept between calls: every select leaves it zeroed, so calls that share it
+    must run one after another (one stream, as a decode step does)."""
+    device = torch.device(device)
+    key = (device, rows)
+    if key not in _WORKSPACES:
+        _WORKSPACES[key] = torch.zeros(rows * ROW_SCRATCH + 2, dtype=torch.int32, device=device)
+    return _WORKSPACES[key]
 
 
 def topk_triton(scores: torch.Tensor, k: int, block: int = 1024, out=None, scratch=None) -> torch.Tensor:
     """scores [T, S] fp32 -> [T, k] int32 positions of each row's k largest scores, in no particular order;
     -1 for -inf scores and, when S < k, for the missing tail. `block`: keys per program (a power of 2).
-    `scratch`: a radix_scratch(T) into which the kernel that wrote `scores` counted the first digits."""
+    `scratch`: the radix_scratch(T) into which the kernel that wrote `scores` counted the first digits."""
     T, S = scores.shape
     assert scores.dtype == torch.float32 and scores.stride(-1) == 1, (scores.dtype, scores.stride())
     if out is None:
@@ -137,9 +155,9 @@ def topk_triton(scores: torch.Tensor, k: int, block: int = 1024, out=None, scrat
     first_done = scratch is not None
     if scratch is None:
         scratch = radix_scratch(T, scores.device)
-    assert scratch.shape == (T * ROW_SCRATCH + 1,) and scratch.dtype == torch.int32, (scratch.shape, T)
+    assert scratch.shape == (T * ROW_SCRATCH + 2,) and scratch.dtype == torch.int32, (scratch.shape, T)
     _radix_select_kernel[(per_row * T,)](
-        scores, scratch, scratch[-1:], out, S, k, per_row, scores.stride(0), out.stride(0),
+        scores, scratch, out, S, k, per_row, scratch.numel(), scores.stride(0), out.stride(0),
         BITS=BITS, ROUNDS=ROUNDS, ROW_SCRATCH=ROW_SCRATCH, BLOCK=block, FIRST_DONE=first_done,
         num_warps=4 if block <= 2048 else 8,
     )  # fmt: skip

@@ -86,4 +86,13 @@ class DecodeGraph:
             log.warning("decode step not captured in a CUDA graph, running eagerly: %s", exc)
             self.failed, self.logits = True, None
             torch.cuda.set_stream(stream)  # a failed capture_end leaves the capture stream current
+            _leave_rng_capture(self.model.device)
         return logits
+
+
+def _leave_rng_capture(device: torch.device) -> None:
+    """A capture that fails ends before torch takes the CUDA generators out of capture mode, and every later
+    random op on the GPU (sampling) would then raise. One capture that succeeds, of a trivial op, does it."""
+    scratch = torch.zeros(1, device=device)
+    with torch.cuda.graph(torch.cuda.CUDAGraph()):
+        scratch.add_(1)

@@ -76,3 +76,31 @@ def test_graphs_switch(shared_dir: Path) -> None:
     session.append([5])
     assert session._graph is None
     assert not Engine.from_pretrained(folder, progress=False).cuda_graphs  # CPU engines decode eagerly
+
+
+def test_a_step_that_cannot_be_captured_runs_eagerly(shared_dir: Path, monkeypatch, caplog) -> None:
+    """A decode step that reads a value back to the host cannot be captured: the first step still returns its
+    logits (from the real run before capture), the engine turns graphs off, the capture stream is no longer
+    current, the process can still draw random numbers on the GPU, and every later step matches an eager
+    engine."""
+    graphs = Engine.from_pretrained(shared_dir / "parity" / "v32-tiny-bf16", device="cuda", progress=False)
+    eager = Engine(graphs.config, graphs.model, graphs.tokenizer, graphs.path)
+    step_at = graphs.model.step_at
+
+    def syncing_step(ids, positions, cache):
+        assert positions.sum().item() >= 0  # a host read: fine eagerly, forbidden while a graph is captured
+        return step_at(ids, positions, cache)
+
+    monkeypatch.setattr(graphs.model, "step_at", syncing_step)
+    g, e = graphs.new_session(), eager.new_session()
+    prompt = _tokens(40, seed=8)
+    g.append(prompt)
+    e.append(prompt)
+    stream = torch.cuda.current_stream()
+    _same(g, e, _tokens(1, seed=9))
+    assert "not captured in a CUDA graph" in caplog.text
+    assert not graphs.cuda_graphs and g._graph is None
+    assert torch.cuda.current_stream() == stream
+    assert torch.rand(1000, device="cuda").std().item() > 0.2  # raises while a generator is left capturing
+    _same(g, e, _tokens(5, seed=10))
+    assert g._graph is None

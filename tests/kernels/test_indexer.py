@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 from dsagent.kernels.indexer import index_scores_ref, index_topk_ref
-from dsagent.kernels.indexer_triton import index_scores_triton, index_topk_cuda
+from dsagent.kernels.indexer_triton import TensorDescriptor, _tma_keys, index_scores_triton, index_topk_cuda
 from kernel_kit import indexer_inputs
 
 FP8 = torch.float8_e4m3fn
 
 
-def _check_scores(q, weights, k, k_scale, offset, rmse, config=None, tol=1e-5):
+def _check_scores(q, weights, k, k_scale, offset, rmse, config=None, tol=1e-5, **kw):
     t, s = q.shape[0], k.shape[0]
     ref = index_scores_ref(q, weights, k, k_scale, offset)
     out = torch.full((t, s), float("nan"), device=q.device)
-    index_scores_triton(q, weights, k, k_scale, offset, out=out, config=config)
+    index_scores_triton(q, weights, k, k_scale, offset, out=out, config=config, **kw)
     visible = torch.isfinite(ref)
     assert torch.equal(torch.isfinite(out), visible)  # the same causal mask, nothing left unwritten
     assert (out[~visible] == float("-inf")).all()
@@ -36,6 +36,19 @@ def test_index_scores_match_reference(t, h, d, s, offset, config, device, rmse):
     q, weights, k, k_scale = indexer_inputs(t, h, d, s, device)
     tol = 3e-3 if device == "cuda" else 1e-5  # the GPU accumulates fp8 products with fewer bits than fp32
     _check_scores(q, weights, k, k_scale, offset, rmse, config, tol)
+
+
+@pytest.mark.parametrize("tma", [True, False])
+@pytest.mark.parametrize(("t", "decode_config"), [(1, (16, 1, 4, 3)), (3, (32, 1, 4, 2)), (2, (64, 2, 4, 4))])
+def test_decode_kernel_strides_over_tiles(t, decode_config, tma, device, rmse):
+    """Fewer programs than key tiles, so each strides over several in its pipelined loop; the keys are the head
+    of a longer cache, as the engine's are, so the last tile is partial and rows past it must read as absent."""
+    h, d, s = (64, 128, 40001) if device == "cuda" else (4, 32, 3001)
+    q, weights, cache, cache_scale = indexer_inputs(t, h, d, s + 77, device)
+    k, k_scale = cache[:s], cache_scale[:s]
+    assert (_tma_keys(k, decode_config[0], d) is not None) == (TensorDescriptor is not None)
+    tol = 3e-3 if device == "cuda" else 1e-5
+    _check_scores(q, weights, k, k_scale, s - t, rmse, tol=tol, decode_config=decode_config, tma=tma)
 
 
 @pytest.mark.parametrize(("t", "s", "k"), [(1, 50, 8), (4, 20, 32), (3, 300, 64)])

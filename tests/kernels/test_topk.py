@@ -91,10 +91,21 @@ def test_scoring_counts_the_first_digits(device):
     bits = scores.view(torch.int32)
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
     first = ((ordered >> 24) + 128).long()  # the top 8 bits in unsigned order
-    hist = scratch[:-1].view(t, ROW_SCRATCH)[:, :256]
+    hist = scratch[:-2].view(t, ROW_SCRATCH)[:, :256]
     assert torch.equal(hist.long(), torch.stack([torch.bincount(f, minlength=256) for f in first]))
     out = topk_triton(scores, k, scratch=scratch)
     assert torch.equal(_chosen(scores, out), _chosen(scores, index_topk_ref(scores, k)))
+    assert not scratch.any(), "the select must leave its scratch zeroed for the next call"
+
+
+def test_scratch_is_reused_and_left_zeroed(device):
+    """No memset runs between calls: each select zeroes the shared scratch as its last program finishes."""
+    scratch = radix_scratch(3, device)
+    assert radix_scratch(3, device) is scratch
+    for _ in range(3):
+        scores = torch.randn(3, 2000, device=device)
+        _check(scores, 50)
+        assert not scratch.any()
 
 
 @pytest.mark.gpu
