@@ -44,6 +44,15 @@ def test_sparse_mla_matches_reference(b, t, h, dqk, dv, s, k, config, dtype, dev
     _check(q, kv, idx, dv, rmse, config)
 
 
+def test_scores_growing_over_the_rows(device, rmse):
+    """Later blocks of selected rows score far higher than earlier ones (by 2^8 and more in the log2 domain),
+    so the running max is raised, and the output rescaled, many times."""
+    q, kv, idx = _inputs(2, 2, 5, 48, 300, 160, torch.float32, device, holes=False)
+    kv = kv * torch.linspace(0.2, 12.0, 300, device=device)[None, :, None]
+    idx = idx.sort(-1).values  # the rows come in growing order
+    _check(q, kv, idx, 32, rmse, (16, 16, 4, 1, 1))
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     ("b", "t", "h", "s", "k"),
