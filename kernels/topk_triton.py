@@ -109,10 +109,11 @@ def _radix_select_kernel(
     o_row = o_ptr + row.to(tl.int64) * stride_o
     counter = scratch + ROUNDS * BINS + ROUNDS
     above = (valid & (keys > threshold)).to(tl.int32)
-    base = tl.atomic_add(counter, tl.sum(above, axis=0))
-    tl.store(o_row + base + tl.cumsum(above, axis=0) - 1, value, mask=above > 0)
     equal = (valid & (keys == threshold)).to(tl.int32)
-    slot = tl.atomic_add(counter + 1, tl.sum(equal, axis=0)) + tl.cumsum(equal, axis=0) - 1
+    # independent slot claims: relaxed, so the two round trips to L2 overlap
+    base = tl.atomic_add(counter, tl.sum(above, axis=0), sem="relaxed")
+    slot = tl.atomic_add(counter + 1, tl.sum(equal, axis=0), sem="relaxed") + tl.cumsum(equal, axis=0) - 1
+    tl.store(o_row + base + tl.cumsum(above, axis=0) - 1, value, mask=above > 0)
     tl.store(o_row + (k - need) + slot, value, mask=(equal > 0) & (slot < need))
     # the last program to finish (every other one is past its last scratch access) zeroes the scratch
     tl.debug_barrier()

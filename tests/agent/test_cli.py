@@ -150,9 +150,25 @@ def test_sigkill_at_many_points_leaves_resumable_sessions(project, tmp_path):
         patch = [e for e in final.events if e.type == "patch"]
         if patch:  # a recorded edit is in the patch; an edit in the patch was at least attempted
             fixed = "+    return a + b" in patch[-1].diff
-            assert fixed or not any(e.name == "edit_file" and e.ok for e in results), f"kill point {point}"
-            assert not fixed or any(e.name == "edit_file" for e in results), f"kill point {point}"
+            story = f"kill point {point} after {len(saved.events)} events: {_story(final.events)}"
+            assert fixed or not any(e.name == "edit_file" and e.ok for e in results), story
+            assert not fixed or any(e.name == "edit_file" for e in results), story
     assert len(states) >= 3, f"the kill points hit too few distinct states: {sorted(states)}"
+
+
+def _story(events) -> str:
+    """The events in short, for a failure message: type, tool and outcome, patch size."""
+    parts = []
+    for e in events:
+        if e.type.endswith("_delta") or e.type == "usage":
+            continue
+        if e.type == "tool_call_finished":
+            parts.append(f"{e.name}:{e.call_id}:{'ok' if e.ok else 'failed'}")
+        elif e.type == "patch":
+            parts.append(f"patch({len(e.diff)} chars, fixed={'+    return a + b' in e.diff})")
+        else:
+            parts.append(e.type)
+    return ", ".join(parts)
 
 
 def _finished(saved) -> bool:

@@ -29,6 +29,8 @@ def _check(scores: torch.Tensor, k: int, **kw) -> None:
     for row in out:
         kept = row[row >= 0]
         assert kept.unique().numel() == kept.numel(), "a position was taken twice"
+    if "scratch" not in kw:
+        assert not radix_scratch(t, scores.device).any(), "the select must leave its scratch zeroed"
 
 
 @pytest.mark.parametrize(("t", "s", "k"), [(1, 3000, 64), (3, 1000, 33), (2, 257, 256)])
@@ -116,6 +118,7 @@ def test_index_select_decode_gpu(s):
     q, w, keys, k_scale = indexer_inputs(1, 64, 128, s, "cuda")
     pos = s - 100  # the last 99 rows are stale: masked by position
     out = index_select(q, w, keys, k_scale, torch.tensor([pos], device="cuda"), 2048)
+    assert not radix_scratch(1, "cuda").any(), "scores + select must leave the scratch zeroed"
     ref_scores = index_scores_ref(q, w, keys, k_scale, pos)
     chosen = _chosen(ref_scores, out)
     ref = _chosen(ref_scores, index_topk_ref(ref_scores, 2048))
