@@ -122,15 +122,8 @@ def _stream_back_to_back(caches, out) -> tuple[float, tuple]:
 
     configs = [(block, per_sm, False, 3) for block in (64, 128, 256) for per_sm in (2, 4, 8)]
     configs += [(block, per_sm, True, st) for block in (64, 128, 256) for per_sm in (1, 2, 4) for st in (3, 4, 6)]
-    timings = []
-    for cfg in configs:
-        try:
-            timings.append((_time(run(cfg), True) / len(caches), cfg))
-        except Exception as exc:  # a config can exceed shared memory
-            print(f"  stream config {cfg} failed: {type(exc).__name__}", flush=True)
-    for ms, cfg in sorted(timings)[:8]:
-        print(f"  stream config {cfg}: {ms * 1e3:.2f} us", flush=True)
-    return min(timings)
+    ms, cfg, _ = _best(run, configs, graph=True)
+    return ms / len(caches), cfg
 
 
 def _indexer_case(ceil, table, name, t, s, configs):
