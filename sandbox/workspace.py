@@ -94,7 +94,10 @@ def snapshot_tree(worktree: Path, index: Path | None = None) -> str:
         scratch = Path(tmp) / "index"
         env = {"GIT_INDEX_FILE": str(scratch)}
         if index.exists():
-            shutil.copyfile(index, scratch)  # keeps stat data, so unchanged files are not re-hashed
+            # The copy keeps the stat data, so unchanged files are not re-hashed, and the index's
+            # mtime: git re-reads every file whose mtime is not older than the index (a same-size
+            # edit in the second the index was written looks clean by stat alone).
+            shutil.copy2(index, scratch)
         else:
             _git(worktree, "read-tree", "--empty", env=env)
         _git(worktree, "-c", "core.fileMode=true", "add", "-A", "--", ".", env=env)

@@ -214,3 +214,39 @@ def test_tools_work_in_the_workspace_and_keep_their_index_in_the_users_repo(repo
     # The only addition is the self-ignoring cache directory, which git does not see.
     assert {k: v for k, v in after["files"].items() if not k.startswith(".dsagent/")} == before["files"]
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == status
+
+
+def _age(tree: Path, name: str) -> None:
+    """Date `name` a minute back and record that in the index, so a fresh index copy would trust it."""
+    old = os.stat(tree / name).st_mtime_ns - 60 * 10**9
+    os.utime(tree / name, ns=(old, old))
+    git(tree, "update-index", "--refresh")
+
+
+def _racy_same_size_edit(tree: Path, index: Path, name: str, new_text: str) -> None:
+    """Edit `name` in place (same size, same inode, same mtime) and give the index that mtime too, as
+    when git writes its index and the file changes within the same second: only the content differs."""
+    path = tree / name
+    assert len(new_text) == len(path.read_text())
+    stamp = os.stat(path).st_mtime_ns
+    with open(path, "r+") as handle:
+        handle.write(new_text)
+    os.utime(path, ns=(stamp, stamp))
+    os.utime(index, ns=(stamp, stamp))
+
+
+def test_same_size_edits_in_the_second_of_the_index_are_seen(git_repo: Path) -> None:
+    git(git_repo, "config", "core.trustctime", "false")  # the edit's ctime must not give it away
+    (git_repo / "calc.py").write_text("return a + b\n")
+    git(git_repo, "add", "calc.py")
+    git(git_repo, "commit", "-q", "-m", "calc")
+    _age(git_repo, "calc.py")
+    _racy_same_size_edit(git_repo, git_repo / ".git" / "index", "calc.py", "return b + a\n")
+    assert git(git_repo, "diff-files", "--name-only").strip() == "calc.py"  # git sees it (and keeps its index)
+    with Workspace(git_repo) as ws:
+        assert (ws.root / "calc.py").read_text() == "return b + a\n"
+        _age(ws.root, "calc.py")
+        index = Path(git(ws.root, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
+        _racy_same_size_edit(ws.root, index, "calc.py", "return a * b\n")
+        assert ws.changed_files() == ["calc.py"]
+        assert "+return a * b" in ws.patch()
