@@ -198,7 +198,10 @@ def main() -> None:
     device, preset = ("cpu", "tiny") if args.smoke else ("cuda", "v32-layer")
     if args.smoke:
         contexts, args.prefill = [256, 1024], 128
-    results = {g: run_ranks(measure, g, device, preset, contexts, args.prefill)[0] for g in (1, args.gpus)}
+    results = {}
+    for gpus in (1, args.gpus):
+        results[gpus] = run_ranks(measure, gpus, device, preset, contexts, args.prefill)[0]
+        print(f"{gpus} GPU(s):", {k: v for k, v in results[gpus].items() if k != "logits"}, flush=True)
     cosine = torch.nn.functional.cosine_similarity(results[1]["logits"], results[args.gpus]["logits"], dim=0).item()
     table = report(results, contexts, args.prefill)
     notes = [

@@ -226,13 +226,29 @@ def _agreement(mine: torch.Tensor, theirs: torch.Tensor, causal: bool) -> float:
     return agree / total
 
 
+def _routed_alike(topk, one_topk, experts, one_experts) -> torch.Tensor:
+    """Rows (tokens) for which both runs picked the same set of keys and the same set of experts."""
+    alike = [set(a) == set(b) for a, b in zip(topk.tolist(), one_topk.tolist(), strict=True)]
+    if experts is not None:
+        pairs = zip(alike, experts.tolist(), one_experts.tolist(), strict=True)
+        alike = [same and set(a) == set(b) for same, a, b in pairs]
+    return torch.tensor(alike)
+
+
 def _same_blocks(two: list, other_rank: list, one: list) -> None:
-    """2 ranks against 1 on the same inputs, layer by layer; the replicated parts identical on every rank."""
+    """2 ranks against 1 on the same inputs, layer by layer; the replicated parts identical on every rank.
+
+    A router or indexer score that nearly ties can fall the other way when 2 ranks round their partial sums
+    differently; that token then takes other experts and its output differs by far more than rounding (the
+    `small` model on CPU: one token of 64 at cos 0.9, the layer at 0.998). Such tokens are counted and left
+    out of the cosine, which holds the rest to rounding."""
     for layer, ((_, delta, topk, experts), (_, _, topk1, experts1), (_, one_delta, one_topk, one_experts)) in enumerate(
         zip(two, other_rank, one, strict=True)
     ):
         assert torch.equal(topk, topk1) and (experts is None or torch.equal(experts, experts1)), layer
-        assert cos(delta, one_delta) >= SAME, layer
+        alike = _routed_alike(topk, one_topk, experts, one_experts)
+        assert alike.float().mean() >= 0.95, (layer, alike.logical_not().nonzero().flatten().tolist())
+        assert cos(delta[alike], one_delta[alike]) >= SAME, layer
         assert _agreement(topk, one_topk, True) >= 0.99, layer
         assert experts is None or _agreement(experts, one_experts, False) >= 0.99, layer
 
