@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def _git(
     )
     if check and proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip() or proc.stdout.decode(errors="replace").strip()
-        raise WorkspaceError(f"git {args[0]} failed: {detail}")
+        command = next((arg for arg in args if not arg.startswith("-") and "=" not in arg), "")
+        raise WorkspaceError(f"git {command} failed: {detail}")
     return proc
 
 
@@ -92,16 +94,21 @@ def snapshot_tree(worktree: Path, index: Path | None = None) -> str:
     index = index or index_path(worktree)
     with tempfile.TemporaryDirectory(prefix="dsagent-index-") as tmp:
         scratch = Path(tmp) / "index"
-        env = {"GIT_INDEX_FILE": str(scratch)}
         if index.exists():
             # The copy keeps the stat data, so unchanged files are not re-hashed, and the index's
             # mtime: git re-reads every file whose mtime is not older than the index (a same-size
             # edit in the second the index was written looks clean by stat alone).
             shutil.copy2(index, scratch)
-        else:
-            _git(worktree, "read-tree", "--empty", env=env)
-        _git(worktree, "-c", "core.fileMode=true", "add", "-A", "--", ".", env=env)
-        return _out(worktree, "write-tree", env=env)
+        return _tree_of(worktree, scratch)
+
+
+def _tree_of(worktree: Path, scratch: Path) -> str:
+    """`git add -A` of `worktree` into the index file `scratch` (created empty when missing) -> its tree."""
+    env = {"GIT_INDEX_FILE": str(scratch)}
+    if not scratch.exists():
+        _git(worktree, "read-tree", "--empty", env=env)
+    _git(worktree, "-c", "core.fileMode=true", "add", "-A", "--", ".", env=env)
+    return _out(worktree, "write-tree", env=env)
 
 
 class Workspace:
@@ -134,7 +141,12 @@ class Workspace:
         except WorkspaceError:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
-        self._index = index_path(self.root)
+        # Snapshots of the workspace go through an index of our own, kept up to date by each `git add -A`:
+        # the worktree's index stays at the base (for `git diff` inside it), and ours, rewritten each time,
+        # keeps its stat data fresh, so only files changed since the last snapshot are hashed again.
+        self._own_index = self._tmp / "index"
+        shutil.copy2(index_path(self.root), self._own_index)
+        self._own_index_lock = threading.Lock()  # the TUI reads the patch while the agent's tools run
         self._closed = False
 
     def __enter__(self) -> Workspace:
@@ -156,7 +168,8 @@ class Workspace:
 
     def current_tree(self) -> str:
         """The tree of the workspace as it is now."""
-        return snapshot_tree(self.root, self._index)
+        with self._own_index_lock:
+            return _tree_of(self.root, self._own_index)
 
     def patch_bytes(self) -> bytes:
         """The agent's change as a binary-safe git patch (exact bytes)."""

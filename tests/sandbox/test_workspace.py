@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -217,10 +218,9 @@ def test_tools_work_in_the_workspace_and_keep_their_index_in_the_users_repo(repo
 
 
 def _age(tree: Path, name: str) -> None:
-    """Date `name` a minute back and record that in the index, so a fresh index copy would trust it."""
+    """Date `name` a minute back, so an index written from now on records it as clean."""
     old = os.stat(tree / name).st_mtime_ns - 60 * 10**9
     os.utime(tree / name, ns=(old, old))
-    git(tree, "update-index", "--refresh")
 
 
 def _racy_same_size_edit(tree: Path, index: Path, name: str, new_text: str) -> None:
@@ -241,12 +241,34 @@ def test_same_size_edits_in_the_second_of_the_index_are_seen(git_repo: Path) -> 
     git(git_repo, "add", "calc.py")
     git(git_repo, "commit", "-q", "-m", "calc")
     _age(git_repo, "calc.py")
+    git(git_repo, "update-index", "--refresh")
     _racy_same_size_edit(git_repo, git_repo / ".git" / "index", "calc.py", "return b + a\n")
     assert git(git_repo, "diff-files", "--name-only").strip() == "calc.py"  # git sees it (and keeps its index)
     with Workspace(git_repo) as ws:
         assert (ws.root / "calc.py").read_text() == "return b + a\n"
         _age(ws.root, "calc.py")
-        index = Path(git(ws.root, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
-        _racy_same_size_edit(ws.root, index, "calc.py", "return a * b\n")
+        assert ws.changed_files() == []  # the workspace's snapshot index now records calc.py as clean
+        _racy_same_size_edit(ws.root, ws._own_index, "calc.py", "return a * b\n")
         assert ws.changed_files() == ["calc.py"]
         assert "+return a * b" in ws.patch()
+
+
+def test_snapshots_from_two_threads_at_once(repo: Path) -> None:
+    """The TUI reads the patch while the agent's tools snapshot the workspace: they share one index file."""
+    errors: list[Exception] = []
+    with Workspace(repo) as ws:
+        (ws.root / "app.py").write_text("changed\n")
+
+        def read_patches() -> None:
+            try:
+                for _ in range(15):
+                    assert "+changed" in ws.patch()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read_patches) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
