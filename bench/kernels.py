@@ -20,6 +20,7 @@ from dsagent.kernels.fp8_triton import _sm_count, act_quant_triton, fp8_gemm_sca
 from dsagent.kernels.indexer import index_select
 from dsagent.kernels.indexer_triton import index_scores_triton
 from dsagent.kernels.moe_triton import fused_moe_triton
+from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
 from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
 from dsagent.kernels.topk_triton import topk_triton
 from gpu_common import Ceilings, Table, device_slug, gpu_time_ms, graph_time_ms, measure_ceilings, write_report
@@ -65,27 +66,34 @@ def _best(fn_of_config, configs, graph=False):
     return ms, cfg, timings
 
 
-def _mla_case(ceil, table, name, b, t, s, target, configs):
+def _mla_case(ceil, table, name, b, t, s, target, kernels):
+    """kernels: (label, fn(q, kv, idx, scale, dv, out, config), configs) for each kernel timed."""
     h, dqk, dv, k = 128, 576, 512, 2048
     q = torch.randn(b, t, h, dqk, device=CUDA, dtype=torch.bfloat16)
     kv = torch.randn(b, s, dqk, device=CUDA, dtype=torch.bfloat16)
     idx = torch.stack([torch.randperm(s, device=CUDA)[:k] for _ in range(b * t)]).view(b, t, k).int()
     out = torch.empty(b, t, h, dv, device=CUDA, dtype=torch.bfloat16)
-    run = lambda c: lambda: sparse_mla_triton(q, kv, idx, dqk**-0.5, dv, out=out, config=c)
-    ms, cfg, _ = _best(run, configs, graph=t == 1)
     flops = 2 * b * t * h * k * (dqk + dv)
     nbytes = b * t * (k * dqk * 2 + h * dqk * 2 + h * dv * 2 + k * 4)
     goal = (f">= {target} TFLOP/s", lambda tf, bw, fl: tf >= target)
-    _row(table, f"sparse MLA {name} (config {cfg or 'default'})", f"B={b} T={t} H={h} K={k} S={s}", flops, nbytes, ms,
-         ceil, ceil.bf16_flops, goal)  # fmt: skip
+    for label, kernel, configs in kernels:
+        run = lambda c, kernel=kernel: lambda: kernel(q, kv, idx, dqk**-0.5, dv, out=out, config=c)
+        ms, cfg, _ = _best(run, configs, graph=t == 1)
+        _row(table, f"sparse MLA {name}, {label} (config {cfg or 'default'})", f"B={b} T={t} H={h} K={k} S={s}",
+             flops, nbytes, ms, ceil, ceil.bf16_flops, goal)  # fmt: skip
 
 
 def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
-    # (BLOCK_H, BLOCK_N, warps, stages, splits); (64, 32|64|128, 8, 1|2|3) and key splits were swept before
+    # Triton: (BLOCK_H, BLOCK_N, warps, stages, splits); (64, 32|64|128, 8, 1|2|3) and key splits were swept
+    # before. Gluon: (BLOCK_N, NBUF, splits, S_SPLIT); 32-row steps with 3-4 buffers measured slower.
     more = [(32, 32, 4, 2, 1), (32, 64, 4, 2, 1), (32, 32, 4, 3, 1), (64, 32, 8, 3, 1), (64, 32, 8, 4, 1),
             (64, 64, 4, 2, 1), (16, 64, 4, 2, 1)] if sweep else []  # fmt: skip
-    _mla_case(ceil, table, "decode", 64, 1, 8192, 300, [None, *more])
-    _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, [None, *more])
+    gluon_more = [(64, 2, None, False), (32, 4, None, True)]
+    kernels = [("Gluon", sparse_mla_gluon, [None, *gluon_more]), ("Triton", sparse_mla_triton, [None, *more])]
+    if torch.cuda.get_device_capability()[0] != 9:
+        kernels = kernels[1:]  # the Gluon kernel is Hopper's
+    _mla_case(ceil, table, "decode", 64, 1, 8192, 300, kernels)
+    _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, kernels)
 
 
 @triton.jit

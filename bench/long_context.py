@@ -123,16 +123,16 @@ def _attention_inputs(length: int) -> dict[str, torch.Tensor]:
 def attention_only_ms(length: int, dense: bool) -> float:
     """The attention part of a decode step alone, as the engine's captured step runs it: indexer scores + top-k
     + sparse MLA, or dense MLA."""
-    from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
+    from dsagent.kernels.sparse_mla import sparse_mla
 
     x = _attention_inputs(length)
     every = torch.arange(length, device=CUDA, dtype=torch.int32).view(1, 1, length)
 
     def step():
         if dense:
-            return sparse_mla_triton(x["q"], x["kv"], every, 0.04, 512)
+            return sparse_mla(x["q"], x["kv"], every, 0.04, 512)
         idx = index_select(x["qi"], x["w"], x["ki"], x["ks"], x["position"], 2048)
-        return sparse_mla_triton(x["q"], x["kv"], idx.view(1, 1, -1), 0.04, 512)
+        return sparse_mla(x["q"], x["kv"], idx.view(1, 1, -1), 0.04, 512)
 
     step()
     return graph_time_ms(step)
@@ -141,7 +141,7 @@ def attention_only_ms(length: int, dense: bool) -> float:
 def attention_parts(length: int) -> Table:
     """DSA attention at one context, part by part, each replayed from its own CUDA graph."""
     from dsagent.kernels.indexer_triton import index_scores_triton
-    from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
+    from dsagent.kernels.sparse_mla import sparse_mla
 
     table = Table(f"DSA attention at {length} keys, part by part (each part its own graph replay)", ["part", "us"])
     x = _attention_inputs(length)
@@ -154,7 +154,7 @@ def attention_parts(length: int) -> Table:
         ("indexer scores + top-k 2048 (scores + first digit, radix select)",
          lambda: index_select(*index, 2048)),
         ("indexer scores + torch.topk", lambda: torch.topk(index_scores_triton(*index), 2048)),
-        ("sparse MLA over 2048 rows (128 heads)", lambda: sparse_mla_triton(x["q"], x["kv"], idx, 0.04, 512)),
+        ("sparse MLA over 2048 rows (128 heads)", lambda: sparse_mla(x["q"], x["kv"], idx, 0.04, 512)),
     ]  # fmt: skip
     for name, fn in parts:
         fn()
@@ -238,7 +238,7 @@ def part_two(context: int, new: int) -> Table:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "small"
         init_checkpoint("small", path)
-        for name, fn in [("dsagent (Triton kernels)", _ours_tokens_per_s), ("transformers", _hf_tokens_per_s)]:
+        for name, fn in [("dsagent", _ours_tokens_per_s), ("transformers", _hf_tokens_per_s)]:
             try:
                 table.add(name, *fn(path, prompt, new))
             except Exception as exc:  # report what failed instead of losing the other rows
@@ -261,7 +261,8 @@ def main() -> None:
         "- eager: the engine's forward as it runs today (Python launches every kernel); graph: the same step "
         "captured once in a CUDA graph and replayed (decode at a fixed position), i.e. launch overhead removed",
         "- attention only: indexer scores + top-k 2048 + sparse MLA over the selected rows, vs dense MLA over "
-        "every cached row (batch 1, 128 heads, CUDA graph replay); dense runs the same Triton kernel over every row",
+        "every cached row (batch 1, 128 heads, CUDA graph replay); dense runs the same kernel (Gluon on Hopper) over "
+        "every row, split into one wave of programs",
         "- step bound: what the whole step's ratio would be if DSA's attention took no time at all (the rest of the "
         "step, mostly the routed experts' weights, is the same for both)",
         "- the layer's model keeps 1024 rows of the LM head, so a step is embedding + the layer + norm",

@@ -142,8 +142,10 @@ def _moe_down_kernel(
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=valid[:, None] & nmask[None, :])
 
 
-def _moe_config(pairs: int, fp8: bool) -> tuple[int, int, int, int, int]:
+def _moe_config(pairs: int, fp8: bool, elem_bytes: int = 2) -> tuple[int, int, int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); fp8 needs BLOCK_K = 128 (one scale per tile)."""
+    if elem_bytes == 4:  # fp32 (checking runs): the bf16 tiles' stages of x, gate and up would need 288 KB of smem
+        return (16, 64, 64, 4, 3) if pairs <= 128 else (64, 64, 32, 4, 3)
     if pairs <= 128:  # decode: a few rows per expert, the weights are the traffic
         return (16, 128, 128, 4, 4) if fp8 else (16, 64, 128, 4, 4)
     # measured on H100, 4096 tokens x 256 experts: bf16 10.9 ms (vs 12.4 for 64-row tiles), fp8 7.6 ms (vs 8.4
@@ -175,7 +177,7 @@ def fused_moe_triton(x, topk_ids, topk_weights, w13, w2, w13_scale=None, w2_scal
     P = T * k
     if P == 0:
         return out.zero_()
-    bm, bn, bk, warps, stages = config or _moe_config(P, fp8)
+    bm, bn, bk, warps, stages = config or _moe_config(P, fp8, x.element_size())
     assert not fp8 or (bk == 128 and bn == 128), "fp8 tiles must match the 128-wide scale blocks"
     pairs, bexp = moe_align(topk_ids, E, bm)
     weights = topk_weights.reshape(-1).to(torch.float32).contiguous()

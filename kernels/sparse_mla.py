@@ -7,7 +7,11 @@ already absorbed the key up-projection into q and applies the value up-projectio
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger(__name__)
 
 # Elements of gathered fp32 key rows held at once by the reference (64 MiB).
 _GATHER_BUDGET = 1 << 24
@@ -35,9 +39,33 @@ def sparse_mla_ref(q: torch.Tensor, kv: torch.Tensor, indices: torch.Tensor, sca
 
 
 def sparse_mla(q: torch.Tensor, kv: torch.Tensor, indices: torch.Tensor, scale: float, dv: int) -> torch.Tensor:
-    """Dispatcher for sparse absorbed MLA (see sparse_mla_ref): the Triton kernel on CUDA."""
-    if q.is_cuda:
-        from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
+    """Dispatcher for sparse absorbed MLA (see sparse_mla_ref): on CUDA the Gluon kernel where it applies (Hopper,
+    V3.2 shapes, bf16), else the Triton kernel."""
+    if not q.is_cuda:
+        return sparse_mla_ref(q, kv, indices, scale, dv)
+    from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
+    from triton.compiler.errors import CompilationError
 
-        return sparse_mla_triton(q, kv, indices.to(torch.int32), scale, dv)
-    return sparse_mla_ref(q, kv, indices, scale, dv)
+    indices = indices.to(torch.int32)
+    gluon = _gluon_kernel(q, kv, dv)
+    if gluon is not None:
+        try:
+            return gluon(q, kv, indices, scale, dv)
+        except CompilationError as err:  # a Triton release whose Gluon names moved again
+            _GLUON_BROKEN.append(err)
+            log.warning("sparse MLA: the Gluon kernel does not build with this Triton (%s); using Triton's", err)
+    return sparse_mla_triton(q, kv, indices, scale, dv)
+
+
+_GLUON_BROKEN: list[Exception] = []
+
+
+def _gluon_kernel(q: torch.Tensor, kv: torch.Tensor, dv: int):
+    """The Hopper kernel for V3.2's shapes, or None where it does not apply or cannot be built."""
+    if _GLUON_BROKEN:
+        return None
+    try:
+        from dsagent.kernels.sparse_mla_gluon import gluon_fits, sparse_mla_gluon
+    except ImportError:  # a Triton without Gluon
+        return None
+    return sparse_mla_gluon if gluon_fits(q, kv, dv) else None

@@ -95,13 +95,13 @@ def _sparse_mla_combine_kernel(
     stride_ob, stride_ot, stride_oh,
     BLOCK_SPLIT: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):  # fmt: skip
-    # one program per (b, t, h): merge NSPLIT partial outputs weighted by 2^(lse - max lse)
+    # one program per (b, t, h) and BLOCK_DV columns: merge NSPLIT partial outputs weighted by 2^(lse - max lse)
     pid = tl.program_id(0)
     h = pid % H
     t = (pid // H) % T
     b = (pid // (H * T)).to(tl.int64)
     offs_s = tl.arange(0, BLOCK_SPLIT)
-    offs_d = tl.arange(0, BLOCK_DV)
+    offs_d = tl.program_id(1) * BLOCK_DV + tl.arange(0, BLOCK_DV)
     smask = offs_s < NSPLIT
     lse = tl.load(lse_ptr + b * stride_lb + t * stride_lt + offs_s * stride_ls + h, mask=smask, other=float("-inf"))
     m = tl.max(lse, axis=0)
@@ -117,17 +117,25 @@ def _sparse_mla_combine_kernel(
     tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=offs_d < DV)
 
 
-def _mla_config(B: int, T: int, H: int, K: int, sms: int) -> tuple[int, int, int, int, int]:
+def _mla_config(B: int, T: int, H: int, K: int, sms: int, elem_bytes: int = 2) -> tuple[int, int, int, int, int]:
     """(BLOCK_H, BLOCK_N, num_warps, num_stages, nsplit)."""
     # measured on H100 (B=64 decode, 4096-token prefill): 64 rows a step beat 32 by 1.5x; 3 stages gain nothing
     bh = 64 if H >= 64 else max(16, triton.next_power_of_2(H))
     bn = 64 if K >= 64 else 16
-    programs = B * T * triton.cdiv(H, bh)
-    nsplit = 1
-    if 2 * programs <= sms:  # splitting a nearly full wave costs more (partials, merge) than it gains
-        # one block of rows per split at batch 1 (H100, 2048 rows, 128 heads: see bench/long_context.py)
-        nsplit = max(1, min(triton.cdiv(2 * sms, programs), triton.cdiv(K, bn), 32))
+    if elem_bytes == 4:  # fp32 (checking runs): at 576 wide, q and two staged row blocks then fit in 184 KB of smem
+        bh, bn = 16, min(bn, 32)
+    nsplit = key_splits(B * T * triton.cdiv(H, bh), K, bn, sms)
     return bh, bn, 8 if bh >= 64 else 4, 2, nsplit
+
+
+def key_splits(programs: int, K: int, block_n: int, sms: int) -> int:
+    """How many parts to split each query's K keys into, when `programs` (query, head block) pairs are few."""
+    if 2 * programs > sms:  # splitting a nearly full wave costs more (partials, merge) than it gains
+        return 1
+    # measured on H100 at batch 1, 128 heads: 2048 rows (DSA) run best at one 64-row block per split (32), and
+    # 131072 rows (dense) at one wave of programs (2 x 64 splits: 120 us against 217 with 32 and 136 with 128)
+    cap = max(32, triton.cdiv(sms, programs))
+    return max(1, min(triton.cdiv(2 * sms, programs), triton.cdiv(K, block_n), cap))
 
 
 def sparse_mla_triton(q, kv, indices, scale: float, dv: int, out=None, config=None) -> torch.Tensor:
@@ -145,7 +153,7 @@ def sparse_mla_triton(q, kv, indices, scale: float, dv: int, out=None, config=No
     assert out.shape == (B, T, H, dv) and out.dtype == q.dtype and out.stride(-1) == 1
     if B * T * H == 0:
         return out
-    bh, bn, warps, stages, nsplit = config or _mla_config(B, T, H, K, _sm_count(q.device))
+    bh, bn, warps, stages, nsplit = config or _mla_config(B, T, H, K, _sm_count(q.device), q.element_size())
     keys_per_split = triton.cdiv(triton.cdiv(K, nsplit), bn) * bn
     nsplit = max(1, triton.cdiv(K, keys_per_split))
     bdv = triton.next_power_of_2(dv)
@@ -169,9 +177,20 @@ def sparse_mla_triton(q, kv, indices, scale: float, dv: int, out=None, config=No
         num_warps=warps, num_stages=stages,
     )  # fmt: skip
     if nsplit > 1:
-        _sparse_mla_combine_kernel[(B * T * H,)](
-            dst, lse, out, T, H, dv, nsplit, *dst_strides, *lse_strides,
-            out.stride(0), out.stride(1), out.stride(2),
-            BLOCK_SPLIT=max(2, triton.next_power_of_2(nsplit)), BLOCK_DV=bdv, num_warps=4,
-        )  # fmt: skip
+        combine_splits(dst, lse, out, nsplit, dst_strides, lse_strides)
     return out
+
+
+def combine_splits(dst, lse, out, nsplit: int, dst_strides, lse_strides) -> None:
+    """out [B, T, H, dv] = the key splits' partial outputs dst [B, T, nsplit, H, dv] fp32 merged by their
+    log2-sum-exp lse [B, T, nsplit, H]."""
+    B, T, H, dv = out.shape
+    block_split = max(2, triton.next_power_of_2(nsplit))
+    # at most 32 x 512 partial values a program (128 registers a thread): at batch 1, 32 splits of a head's
+    # 512 columns in one program ran 1.6 us faster than in four (H100), and 64 splits would spill
+    block_dv = min(triton.next_power_of_2(dv), max(16, (32 * 512) // block_split))
+    _sparse_mla_combine_kernel[(B * T * H, triton.cdiv(dv, block_dv))](
+        dst, lse, out, T, H, dv, nsplit, *dst_strides, *lse_strides,
+        out.stride(0), out.stride(1), out.stride(2),
+        BLOCK_SPLIT=block_split, BLOCK_DV=block_dv, num_warps=4,
+    )  # fmt: skip

@@ -80,3 +80,11 @@ def test_fused_moe_fp8_matches_reference(t, d, inter, e, k, device, rmse):
 @pytest.mark.parametrize(("t", "e", "k"), [(1, 32, 8), (13, 32, 8), (300, 24, 6)])
 def test_fused_moe_full_shapes_gpu(t, e, k, wdtype, rmse):
     _check(t, 7168, 2048, e, k, wdtype, torch.bfloat16, "cuda", rmse, 2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("t", [1, 300])  # the decode and prefill tiles
+def test_fused_moe_fp32_fits_shared_memory_gpu(t, rmse):
+    """fp32 runs (the engine's checking dtype) at the small model's shapes: 3 staged fp32 tiles of the bf16
+    configs overflow Hopper's 227 KB of shared memory."""
+    _check(t, 1024, 256, 32, 4, torch.float32, torch.float32, "cuda", rmse, 4e-3)

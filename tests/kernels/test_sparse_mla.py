@@ -21,11 +21,11 @@ def _inputs(b, t, h, dqk, s, k, dtype, device, holes=True):
     return q, kv, idx
 
 
-def _check(q, kv, idx, dv, rmse, config=None):
+def _check(q, kv, idx, dv, rmse, config=None, kernel=sparse_mla_triton):
     scale = q.shape[-1] ** -0.5
     ref = sparse_mla_ref(q, kv, idx, scale, dv)
     out = torch.full(ref.shape, float("nan"), dtype=q.dtype, device=q.device)
-    sparse_mla_triton(q, kv, idx, scale, dv, out=out, config=config)
+    kernel(q, kv, idx, scale, dv, out=out, config=config)
     tol = TOL[q.dtype] if q.device.type == "cpu" or q.dtype != torch.float32 else 3e-3  # tf32 on the GPU
     assert rmse(out, ref) < tol
 
@@ -53,11 +53,54 @@ def test_scores_growing_over_the_rows(device, rmse):
     _check(q, kv, idx, 32, rmse, (16, 16, 4, 1, 1))
 
 
+FULL_SHAPES = [
+    (2, 1, 128, 4096, 2048),
+    (1, 1, 128, 70000, 2048),
+    (1, 33, 128, 3000, 2048),
+    (3, 2, 16, 500, 97),
+    (2, 3, 100, 1000, 300),
+    (1, 1, 128, 20000, 16384),
+]  # fmt: skip  (the last: 64 key splits, as dense)
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize(
-    ("b", "t", "h", "s", "k"),
-    [(2, 1, 128, 4096, 2048), (1, 1, 128, 70000, 2048), (1, 33, 128, 3000, 2048), (3, 2, 16, 500, 97)],
-)
+@pytest.mark.parametrize(("b", "t", "h", "s", "k"), FULL_SHAPES)
 def test_sparse_mla_full_shapes_gpu(b, t, h, s, k, rmse):
     q, kv, idx = _inputs(b, t, h, 576, s, k, torch.bfloat16, "cuda")
     _check(q, kv, idx, 512, rmse)
+
+
+@pytest.mark.gpu
+def test_sparse_mla_fp32_at_full_width_fits_shared_memory_gpu(rmse):
+    """fp32 (the engine's checking dtype) at V3.2's 576-wide rows: bf16's tiles would overflow shared memory."""
+    q, kv, idx = _inputs(2, 3, 128, 576, 1000, 300, torch.float32, "cuda")
+    _check(q, kv, idx, 512, rmse)
+
+
+# (BLOCK_N, NBUF, splits, S_SPLIT): the default, each other layout, forced key splits (more than one block each)
+GLUON_CONFIGS = [None, (64, 2, None, False), (32, 4, 3, True), (32, 3, 1, False), (64, 2, 5, True)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("config", GLUON_CONFIGS)
+@pytest.mark.parametrize(("b", "t", "h", "s", "k"), FULL_SHAPES)
+def test_sparse_mla_gluon_full_shapes_gpu(b, t, h, s, k, config, rmse):
+    from dsagent.kernels.sparse_mla_gluon import gluon_fits, sparse_mla_gluon
+
+    q, kv, idx = _inputs(b, t, h, 576, s, k, torch.bfloat16, "cuda")
+    if not gluon_fits(q, kv, 512):
+        pytest.skip("the Gluon kernel is Hopper's")
+    _check(q, kv, idx, 512, rmse, config, kernel=sparse_mla_gluon)
+
+
+@pytest.mark.gpu
+def test_dispatcher_takes_the_gluon_kernel_on_hopper_for_v32_shapes(rmse):
+    from dsagent.kernels.sparse_mla import _gluon_kernel, sparse_mla
+    from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
+
+    q, kv, idx = _inputs(2, 3, 128, 576, 900, 256, torch.bfloat16, "cuda")
+    hopper = torch.cuda.get_device_capability()[0] == 9
+    assert (_gluon_kernel(q, kv, 512) is sparse_mla_gluon) == hopper
+    assert _gluon_kernel(q.half(), kv.half(), 512) is None and _gluon_kernel(q[..., :320], kv[..., :320], 256) is None
+    out = sparse_mla(q, kv, idx.long(), 576**-0.5, 512)
+    assert rmse(out, sparse_mla_ref(q, kv, idx, 576**-0.5, 512)) < TOL[torch.bfloat16]
