@@ -234,7 +234,7 @@ def load_engine(settings: Settings) -> Engine:
         if model.gpus > 1:
             from dsagent.model.launcher import launch
 
-            return launch(path, model.gpus, device=device.split(":")[0], dtype=dtype)
+            return launch(path, model.gpus, device=device.split(":")[0], dtype=dtype, cuda_graphs=model.gpu_graphs)
         return Engine.from_pretrained(path, device=device, dtype=dtype, progress=False)
     except (OSError, ValueError) as exc:
         raise BackendError(f"cannot load the checkpoint at {path}: {exc}", "model") from None

@@ -25,6 +25,7 @@ import torch
 from dsagent.kernels.fp8 import FP8
 from dsagent.model.cache import KVCache
 from dsagent.model.config import ForwardOptions, config_from_dict
+from dsagent.model.graphs import DecodeGraph, GraphPool
 from dsagent.model.launcher import run_ranks
 from dsagent.model.parallel import ParallelContext, parallelize
 from dsagent.model.presets import preset_config, tensor_specs
@@ -155,6 +156,15 @@ def measure(parallel: ParallelContext, device: torch.device, preset: str, contex
                 cache.truncate(length)
 
             out["decode", length] = timed(ctx, decode, device, reps)
+            if device.type == "cuda":  # the same step replayed from a CUDA graph on every rank
+                graph = DecodeGraph(model, cache, GraphPool())
+                replay = lambda graph=graph, length=length: graph.run(1234 % VOCAB, length)  # noqa: E731
+                eager = out["decode", length]
+                out["graph", length] = {"ms": median_ms(replay, device, 3, reps)} | {
+                    k: eager[k] for k in ("calls", "bytes")
+                }
+                assert graph.graph is not None, "the decode step was not captured"
+                del graph
             del cache
         ids = torch.randint(0, VOCAB, (prefill,), generator=torch.Generator().manual_seed(2)).to(device)
         cache = KVCache(model.config, model.dtype, device)
@@ -173,16 +183,21 @@ def report(results: dict[int, dict], contexts: list[int], prefill: int):
 
     columns = ["GPUs", "step", "ms", "tokens/s", "speedup vs 1 GPU", "compute alone ms", "communication share",
                "collectives / step", "MB moved / step"]  # fmt: skip
-    table = Table("One V3.2 layer (fp8, random weights), eager steps", columns)
-    for kind, length in [("decode", c) for c in contexts] + [("prefill", prefill)]:
+    table = Table("One V3.2 layer (fp8, random weights): eager steps, and decode replayed from CUDA graphs", columns)
+    kinds = [("decode", c) for c in contexts] + [("graph", c) for c in contexts] + [("prefill", prefill)]
+    labels = {"decode": "decode at {:,}", "graph": "decode at {:,}, CUDA graph", "prefill": "prefill {:,} tokens"}
+    for kind, length in kinds:
+        if (kind, length) not in results[1]:
+            continue  # no graphs on CPU ranks
         base = results[1][kind, length]["ms"]
         for gpus, res in results.items():
             r = res[kind, length]
-            tokens = 1 if kind == "decode" else length
-            share = max(0.0, 1 - r["compute_ms"] / r["ms"]) if gpus > 1 else 0.0
-            label = f"decode at {length:,}" if kind == "decode" else f"prefill {length:,} tokens"
-            table.add(str(gpus), label, r["ms"], tokens / r["ms"] * 1e3, f"{base / r['ms']:.2f}x",
-                      r["compute_ms"], f"{share:.0%}", str(r["calls"]), r["bytes"] / 1e6)  # fmt: skip
+            tokens = length if kind == "prefill" else 1
+            alone, share = "", ""  # a replayed graph cannot leave its collectives out
+            if "compute_ms" in r:
+                alone, share = r["compute_ms"], f"{max(0.0, 1 - r['compute_ms'] / r['ms']) if gpus > 1 else 0.0:.0%}"
+            table.add(str(gpus), labels[kind].format(length), r["ms"], tokens / r["ms"] * 1e3,
+                      f"{base / r['ms']:.2f}x", alone, share, str(r["calls"]), r["bytes"] / 1e6)  # fmt: skip
     return table
 
 
@@ -207,8 +222,9 @@ def main() -> None:
     notes = [
         f"- {args.gpus} GPUs vs 1: cosine of the prefill's last logits {cosine:.5f} (same seeded weights; one layer, "
         "so only rounding differs)",
-        "- eager: every kernel launched from Python (multi-GPU decode has no CUDA graphs yet); tokens/s of one "
-        "layer, batch 1",
+        "- eager: every kernel launched from Python; CUDA graph: the decode step captured once on every rank and "
+        "replayed, as the engine decodes on one GPU, and on several with `model.gpu_graphs` (each replay copies its "
+        "logits to the host); tokens/s of one layer, batch 1",
         "- communication share: 1 - (the step with every collective skipped) / (the real step); it includes "
         "waiting for the slower rank",
         "- collectives: per layer one fp32 all-reduce after attention and one after the MoE, plus the vocabulary-"

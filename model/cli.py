@@ -110,6 +110,7 @@ def generate(
     seed: Annotated[int | None, typer.Option("--seed")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")] = "cpu",
     gpus: Annotated[int, typer.Option("--gpus", min=1, help="Split the model over this many GPUs.")] = 1,
+    graphs: Annotated[bool, typer.Option("--graphs", help="With --gpus > 1: decode from CUDA graphs.")] = False,
 ) -> None:
     """Stream a continuation of PROMPT (after the BOS token), then print prefill and decode speed."""
     from dsagent.cli import err_console, fail
@@ -123,7 +124,7 @@ def generate(
         if gpus > 1:
             from dsagent.model.launcher import launch
 
-            engine = launch(path, gpus, device=device.split(":")[0])
+            engine = launch(path, gpus, device=device.split(":")[0], cuda_graphs=graphs)
         else:
             engine = Engine.from_pretrained(path, device=device)
         ids = [engine.config.bos_token_id, *engine.tokenizer.encode(prompt)]  # text starts after BOS

@@ -1,7 +1,9 @@
 """A multi-GPU engine: rank 0 offers the usual Engine/Session API, the other ranks follow its commands.
 
 Every model step runs on all ranks together (their collectives pair up), so before rank 0 touches a session's
-cache it broadcasts a small command: NEW session, FORWARD ids, TRUNCATE to n, FORK into a new id, FREE, STOP.
+cache it broadcasts a small command: NEW session, FORWARD ids, DECODE one token at a position (each rank
+replays its own CUDA graph of the step: captured together, their collectives pair up in the replays too),
+TRUNCATE to n, FORK into a new id, FREE, STOP.
 Commands travel over a gloo group on the CPU with no timeout, so an idle follower waits on a socket rather
 than on the GPU. Each rank keeps its own KV cache of every session (the latent is the same on all ranks).
 """
@@ -23,6 +25,7 @@ import torch
 from dsagent.model.cache import KVCache
 from dsagent.model.config import ModelConfig
 from dsagent.model.engine import Engine, Session
+from dsagent.model.graphs import DecodeGraph, GraphPool
 from dsagent.model.parallel import ParallelContext
 from dsagent.model.tokenizer import Tokenizer
 from dsagent.model.transformer import Transformer
@@ -35,6 +38,7 @@ class Op(IntEnum):
     FORK = 4
     FREE = 5
     STOP = 6
+    DECODE = 7
 
 
 class CommandChannel:
@@ -125,6 +129,19 @@ class Driver:
         return getattr(self.model, name)
 
 
+class DriverGraph(DecodeGraph):
+    """Rank 0's decode graph of one session: each step is announced, so the other ranks run theirs with it."""
+
+    def __init__(self, model: Transformer, cache: DriverCache, pool: GraphPool, channel: CommandChannel):
+        super().__init__(model, cache, pool)
+        self.channel = channel
+
+    def run(self, token: int, position: int) -> torch.Tensor:
+        with self.channel.lock:
+            self.channel.send(Op.DECODE, self.cache.id, position, ids=torch.tensor([token]))
+            return super().run(token, position)
+
+
 class DistEngine(Engine):
     """Rank 0 of a multi-GPU engine; used exactly like Engine. close() (also run at exit) stops the others."""
 
@@ -136,8 +153,9 @@ class DistEngine(Engine):
         path: Path | None,
         channel: CommandChannel,
         on_close: Callable[[], None] = lambda: None,
+        cuda_graphs: bool = False,
     ):
-        super().__init__(config, Driver(model, channel), tokenizer, path)
+        super().__init__(config, Driver(model, channel), tokenizer, path, cuda_graphs=cuda_graphs)
         self.parallel: ParallelContext = model.parallel
         self.channel, self._on_close = channel, on_close
         self.followers: list = []  # the other ranks' processes, when this process started them
@@ -149,6 +167,12 @@ class DistEngine(Engine):
 
     def new_session(self) -> Session:
         return Session(self, DriverCache(self.config, self.model.dtype, self.device, self.channel))
+
+    def _graph_model(self) -> Transformer:
+        return self.model.model
+
+    def _new_graph(self, model: Transformer, cache: KVCache, pool: GraphPool) -> DecodeGraph:
+        return DriverGraph(model, cache, pool, self.channel)
 
     def weight_bytes(self) -> int:
         """Bytes of rank 0's share of the weights."""
@@ -167,6 +191,7 @@ class DistEngine(Engine):
 def follow(model: Transformer, channel: CommandChannel) -> None:
     """A follower rank's life after loading: run rank 0's commands on its own caches until STOP."""
     caches: dict[int, KVCache] = {}
+    graphs = FollowerGraphs(model)
     with torch.inference_mode():
         while True:
             op, session, arg, ids, flag = channel.receive()
@@ -176,12 +201,37 @@ def follow(model: Transformer, channel: CommandChannel) -> None:
                 caches[session] = KVCache(model.config, model.dtype, model.device)
             elif op is Op.FORWARD:
                 model.forward(ids, caches[session], bool(flag))
+            elif op is Op.DECODE:
+                graphs.decode(session, caches[session], int(ids[0]), arg)
             elif op is Op.TRUNCATE:
                 caches[session].truncate(arg)
             elif op is Op.FORK:
                 caches[arg] = caches[session].fork()
             elif op is Op.FREE:
                 caches.pop(session, None)
+                graphs.by_session.pop(session, None)
+
+
+class FollowerGraphs:
+    """A follower's decode graphs, one per session, made and replaced exactly when rank 0 makes its own: both
+    see the same cache allocations, since every rank's cache grows with the same steps."""
+
+    def __init__(self, model: Transformer):
+        self.model = model
+        self.by_session: dict[int, DecodeGraph] = {}
+        self.pool: GraphPool | None = None
+
+    def decode(self, session: int, cache: KVCache, token: int, position: int) -> None:
+        cache.ensure(position + 1)
+        graph = self.by_session.get(session)
+        if graph is None or not graph.matches(cache):
+            self.pool = self.pool or GraphPool()
+            graph = self.by_session[session] = DecodeGraph(self.model, cache, self.pool)
+        if graph.failed:  # this rank could not capture: run the step eagerly, its collectives pair up all the same
+            self.model.forward(torch.tensor([token]), cache)
+            return
+        graph.run(token, position)
+        cache.length = position + 1
 
 
 def follow_or_exit(model: Transformer, channel: CommandChannel, rank: int) -> None:

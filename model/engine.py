@@ -35,7 +35,7 @@ class Engine:
     ):
         self.config, self.model, self.tokenizer, self.path = config, model, tokenizer, path
         self.load_seconds = 0.0
-        # replay one-token appends from CUDA graphs (model/graphs.py); only a single-process CUDA model can
+        # replay one-token appends from CUDA graphs (model/graphs.py) on a CUDA model
         self.cuda_graphs = cuda_graphs
         self._graph_pool = None
 
@@ -71,20 +71,27 @@ class Engine:
 
     def decode_graph(self, cache: KVCache) -> DecodeGraph | None:
         """A CUDA graph for one-token appends on `cache` (captured on its first run), or None when this
-        engine decodes eagerly: graphs off, not CUDA, several ranks, or the expanded form forced."""
-        model = self.model
+        engine decodes eagerly: graphs off, not CUDA, or the expanded form forced."""
+        model = self._graph_model()
         usable = (
             self.cuda_graphs
-            and isinstance(model, Transformer)
+            and model is not None
             and model.device.type == "cuda"
-            and model.parallel.world == 1
             and model.attention_form(1, cache.length) == "absorbed"
         )
         if not usable:
             return None
         if self._graph_pool is None:
             self._graph_pool = GraphPool()
-        return DecodeGraph(model, cache, self._graph_pool)
+        return self._new_graph(model, cache, self._graph_pool)
+
+    def _graph_model(self) -> Transformer | None:
+        """The model a decode graph captures (a multi-GPU engine's ranks each capture their own share)."""
+        model = self.model
+        return model if isinstance(model, Transformer) and model.parallel.world == 1 else None
+
+    def _new_graph(self, model: Transformer, cache: KVCache, pool: GraphPool) -> DecodeGraph:
+        return DecodeGraph(model, cache, pool)
 
     def weight_bytes(self) -> int:
         """Bytes of the loaded weights (fp8 blocks, scales and higher-precision tensors)."""

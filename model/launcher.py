@@ -13,6 +13,7 @@ import datetime
 import os
 import pickle
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,8 +131,14 @@ def launch(
     device: str | torch.device = "cuda",
     dtype: torch.dtype | None = None,
     options: ForwardOptions | None = None,
+    cuda_graphs: bool = False,
 ):
-    """Load the checkpoint split over `gpus` ranks; this process becomes rank 0 -> a DistEngine."""
+    """Load the checkpoint split over `gpus` ranks; this process becomes rank 0 -> a DistEngine.
+
+    cuda_graphs: decode (one-token appends) by replaying a CUDA graph of the step on every rank (CUDA only).
+    Off by default for now: a one-layer step replays in 0.74 ms against ~8 ms eager on 2 H200s
+    (bench/results/multigpu-h200.md), but an engine that decoded this way hung at close() until the ranks'
+    communicator teardown was made concurrent, and that fix has not yet run on GPUs."""
     from dsagent.model.dist_engine import DistEngine
     from dsagent.model.engine import _DTYPES
     from dsagent.model.shard import ShardPlan
@@ -168,11 +175,17 @@ def launch(
 
     def shutdown() -> None:
         atexit.unregister(engine.close)
+        # Every rank tears its communicators down at once: after collectives captured in CUDA graphs, NCCL's
+        # teardown waits for all ranks, so rank 0 must not wait for the others to exit before starting its own.
+        leaving = threading.Thread(target=_leave, name="dsagent-nccl-teardown", daemon=True)
+        leaving.start()
         _stop(procs, grace=30.0)
-        _leave()
+        leaving.join(timeout=10.0)
         torch.set_num_threads(threads)
 
-    engine = DistEngine(config, model, Tokenizer.from_checkpoint(path, config.vocab_size), path, channel, shutdown)
+    graphs = cuda_graphs and kind == "cuda"
+    tokenizer = Tokenizer.from_checkpoint(path, config.vocab_size)
+    engine = DistEngine(config, model, tokenizer, path, channel, shutdown, cuda_graphs=graphs)
     engine.followers = procs
     engine.load_seconds = time.perf_counter() - started
     atexit.register(engine.close)

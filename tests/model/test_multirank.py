@@ -308,12 +308,17 @@ def test_small_model_on_two_gpus_matches_one_gpu(tmp_path: Path) -> None:
     one = Engine.from_pretrained(folder, device="cuda", dtype=torch.float32, progress=False, cuda_graphs=False)
     a = one.new_session()
     first, greedy = a.append(ids.tolist()), list(a.generate(64))
+    a_more = list(a.generate(4))  # the 4 tokens after those 64
     del one, a
     torch.cuda.empty_cache()
-    two = launch(folder, 2, device="cuda", dtype=torch.float32)
+    two = launch(folder, 2, device="cuda", dtype=torch.float32, cuda_graphs=True)  # graphs on both ranks
     try:
         b = two.new_session()
         assert cos(first, b.append(ids.tolist())) >= SAME
         assert list(b.generate(64)) == greedy
+        assert b._graph is not None and b._graph.replays >= 60, "2-rank decode did not replay its CUDA graphs"
+        c = b.fork()  # a fork decodes through its own graphs; truncating the first keeps its graph
+        b.truncate(len(ids))
+        assert list(b.generate(8)) == greedy[:8] and list(c.generate(4)) == list(a_more)
     finally:
         two.close()
