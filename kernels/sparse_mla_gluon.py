@@ -197,7 +197,7 @@ def gluon_fits(q: torch.Tensor, kv: torch.Tensor, dv: int) -> bool:
 def sparse_mla_gluon(q, kv, indices, scale: float, dv: int, out=None, config: GluonConfig | None = None):
     """q [B, T, H, 576], kv [B, S, 576], indices [B, T, K] int32 (-1 = skip) -> [B, T, H, 512] bf16."""
     from dsagent.kernels.fp8_triton import _sm_count
-    from dsagent.kernels.sparse_mla_triton import combine_splits, key_splits
+    from dsagent.kernels.sparse_mla_triton import combine_splits, key_splits, split_buffers
 
     B, T, H, Dqk = q.shape
     K = indices.shape[-1]
@@ -212,17 +212,7 @@ def sparse_mla_gluon(q, kv, indices, scale: float, dv: int, out=None, config: Gl
         return out
     block_n, nbuf, nsplit, s_split = config or DEFAULT_CONFIG
     nsplit = nsplit or key_splits(B * T * triton.cdiv(H, H_BLOCK), K, block_n, _sm_count(q.device))
-    keys_per_split = triton.cdiv(triton.cdiv(K, nsplit), block_n) * block_n
-    nsplit = max(1, triton.cdiv(K, keys_per_split))
-    if nsplit == 1:
-        dst, lse = out, out  # lse unused
-        dst_strides = (out.stride(0), out.stride(1), 0, out.stride(2))
-        lse_strides = (0, 0, 0)
-    else:
-        dst = torch.empty((B, T, nsplit, H, dv), dtype=torch.float32, device=q.device)
-        lse = torch.empty((B, T, nsplit, H), dtype=torch.float32, device=q.device)
-        dst_strides = (dst.stride(0), dst.stride(1), dst.stride(2), dst.stride(3))
-        lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2))
+    keys_per_split, nsplit, dst, lse, dst_strides, lse_strides = split_buffers(out, K, nsplit, block_n)
     _sparse_mla_gluon_kernel[(B * T, triton.cdiv(H, H_BLOCK), nsplit)](
         q, kv, indices, dst, lse, T, H, K, scale * math.log2(math.e), keys_per_split,
         q.stride(0), q.stride(1), q.stride(2), kv.stride(0), kv.stride(1), indices.stride(0), indices.stride(1),

@@ -154,21 +154,11 @@ def sparse_mla_triton(q, kv, indices, scale: float, dv: int, out=None, config=No
     if B * T * H == 0:
         return out
     bh, bn, warps, stages, nsplit = config or _mla_config(B, T, H, K, _sm_count(q.device), q.element_size())
-    keys_per_split = triton.cdiv(triton.cdiv(K, nsplit), bn) * bn
-    nsplit = max(1, triton.cdiv(K, keys_per_split))
+    keys_per_split, nsplit, dst, lse, dst_strides, lse_strides = split_buffers(out, K, nsplit, bn)
     bdv = triton.next_power_of_2(dv)
     bpe = max(16, triton.next_power_of_2(Dqk - dv))
     qk_scale = scale * math.log2(math.e)
     grid = (B * T, triton.cdiv(H, bh), nsplit)
-    if nsplit == 1:
-        dst, lse = out, out  # lse unused
-        dst_strides = (out.stride(0), out.stride(1), 0, out.stride(2))
-        lse_strides = (0, 0, 0)
-    else:
-        dst = torch.empty((B, T, nsplit, H, dv), dtype=torch.float32, device=q.device)
-        lse = torch.empty((B, T, nsplit, H), dtype=torch.float32, device=q.device)
-        dst_strides = (dst.stride(0), dst.stride(1), dst.stride(2), dst.stride(3))
-        lse_strides = (lse.stride(0), lse.stride(1), lse.stride(2))
     _sparse_mla_kernel[grid](
         q, kv, indices, dst, lse, T, H, K, qk_scale, keys_per_split,
         q.stride(0), q.stride(1), q.stride(2), kv.stride(0), kv.stride(1), indices.stride(0), indices.stride(1),
@@ -179,6 +169,21 @@ def sparse_mla_triton(q, kv, indices, scale: float, dv: int, out=None, config=No
     if nsplit > 1:
         combine_splits(dst, lse, out, nsplit, dst_strides, lse_strides)
     return out
+
+
+def split_buffers(out: torch.Tensor, K: int, nsplit: int, block_n: int) -> tuple:
+    """For K keys cut into about nsplit parts of whole blocks: (keys per part, parts, where the parts write
+    their outputs [B, T, parts, H, dv] fp32 and log2-sum-exps [B, T, parts, H], and both's strides as the
+    kernels take them). A single part writes straight into out."""
+    B, T, H, dv = out.shape
+    keys_per_split = triton.cdiv(triton.cdiv(K, nsplit), block_n) * block_n
+    nsplit = max(1, triton.cdiv(K, keys_per_split))
+    if nsplit == 1:
+        return keys_per_split, 1, out, out, (out.stride(0), out.stride(1), 0, out.stride(2)), (0, 0, 0)  # no lse
+    dst = torch.empty((B, T, nsplit, H, dv), dtype=torch.float32, device=out.device)
+    lse = torch.empty((B, T, nsplit, H), dtype=torch.float32, device=out.device)
+    dst_strides = (dst.stride(0), dst.stride(1), dst.stride(2), dst.stride(3))
+    return keys_per_split, nsplit, dst, lse, dst_strides, (lse.stride(0), lse.stride(1), lse.stride(2))
 
 
 def combine_splits(dst, lse, out, nsplit: int, dst_strides, lse_strides) -> None:
