@@ -184,13 +184,15 @@ DEFAULT_CONFIG: GluonConfig = (64, 2, None, True)
 
 
 def gluon_fits(q: torch.Tensor, kv: torch.Tensor, dv: int) -> bool:
-    """Whether this kernel serves these inputs: Hopper, bf16, 512 latent values and a 64-wide RoPE part."""
+    """Whether this kernel serves these inputs: Hopper, bf16, 512 latent values and a 64-wide RoPE part, and at
+    least 64 heads (one wgmma block; fewer, as on 4 or 8 GPUs, would leave rows idle in it and is unmeasured)."""
     return (
         q.is_cuda
         and torch.cuda.get_device_capability(q.device)[0] == 9
         and q.dtype == kv.dtype == torch.bfloat16
         and dv == 512
         and q.shape[-1] == dv + 64
+        and q.shape[-2] >= H_BLOCK
     )
 
 
