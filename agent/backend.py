@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from dsagent.config import SamplingSettings, Settings
 
-DeltaKind = Literal["reasoning", "content"]
+# "tool_call": a JSON object {index, id, name} when a call opens, then {index, id, name, arguments} (the string
+# the finished message will carry) when it closes valid; backends that only see whole calls do not send them.
+DeltaKind = Literal["reasoning", "content", "tool_call"]
 OnDelta = Callable[[DeltaKind, str], None]
 
 

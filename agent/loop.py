@@ -248,6 +248,8 @@ class Agent:
         )
 
         def on_delta(kind: str, text: str) -> None:
+            if kind == "tool_call":
+                return  # calls are reported whole, once the completion is parsed
             delta = ReasoningDelta if kind == "reasoning" else ContentDelta
             self.emit(delta(step=step, text=text))
 

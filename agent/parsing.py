@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from dsagent.agent.backend import OnDelta
+from dsagent.model.dsml_encode import to_json
 
 
 def new_call_id() -> str:
@@ -26,6 +27,7 @@ class CompletionParser:
         self._parser = StreamParser(tools or None, thinking=thinking)
         self._on_delta = on_delta
         self._errors: dict[int, str] = {}
+        self._ids: dict[int, str] = {}  # call index -> id, given when the call opens so streamed parts match
         self.format_errors: list[str] = []
 
     def feed(self, delta: str) -> None:
@@ -44,7 +46,7 @@ class CompletionParser:
         calls = message.pop("tool_calls")
         malformed: dict[str, str] = {}
         for index, call in enumerate(calls):
-            call["id"] = new_call_id()
+            call["id"] = self._ids.get(index) or new_call_id()
             if index in self._errors:
                 call["function"]["name"] = call["function"]["name"] or "invalid"
                 malformed[call["id"]] = self._errors[index]
@@ -58,6 +60,12 @@ class CompletionParser:
             self._on_delta("reasoning", event.text)
         elif kind == "content_delta" and event.text:
             self._on_delta("content", event.text)
+        elif kind == "tool_call_started":
+            call_id = self._ids.setdefault(event.index, new_call_id())
+            self._on_delta("tool_call", to_json({"index": event.index, "id": call_id, "name": event.name}))
+        elif kind == "tool_call_finished":
+            part = {"index": event.index, "id": self._ids.setdefault(event.index, new_call_id())}
+            self._on_delta("tool_call", to_json(part | {"name": event.name, "arguments": event.arguments_json}))
         elif kind == "tool_call_error":
             self._errors[event.index] = event.message
         elif kind == "format_error":

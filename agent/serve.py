@@ -198,23 +198,23 @@ class Handler(BaseHTTPRequestHandler):
             write({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]})
 
         send({"role": "assistant", "content": ""})
-        on_delta = lambda kind, text: send({"reasoning_content" if kind == "reasoning" else "content": text})  # noqa: E731
+        calls = _CallStream(send)
+
+        def on_delta(kind: str, text: str) -> None:
+            if kind == "tool_call":
+                part = json.loads(text)
+                calls.send(part["index"], part["id"], part["name"], part.get("arguments"))
+            else:
+                send({"reasoning_content" if kind == "reasoning" else "content": text})
+
         try:
             completion = self.service.complete(prompt, request, on_delta, stop)
         except BackendError as exc:  # the headers are out: say it in the stream
             write(_error(str(exc), "server_error"))
             write("[DONE]")
             return
-        for index, call in enumerate(completion.message.get("tool_calls") or []):
-            # Name first, then the arguments, as streaming APIs send them.
-            named = {
-                "index": index,
-                "id": call["id"],
-                "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": ""},
-            }
-            send({"tool_calls": [named]})
-            send({"tool_calls": [{"index": index, "function": {"arguments": call["function"]["arguments"]}}]})
+        for index, call in enumerate(completion.message.get("tool_calls") or []):  # what did not stream: malformed
+            calls.send(index, call["id"], call["function"]["name"], call["function"]["arguments"])
         send({}, finish_reason(completion))
         if (body.get("stream_options") or {}).get("include_usage"):
             write({**base, "choices": [], "usage": usage_json(completion)})
@@ -227,6 +227,25 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+class _CallStream:
+    """Tool calls as streaming APIs send them: a chunk with the name when the call opens, one with its whole
+    arguments when it is complete; each part once, whether it comes while generating or from the message."""
+
+    def __init__(self, send) -> None:
+        self._send = send
+        self._named: set[int] = set()
+        self._argued: set[int] = set()
+
+    def send(self, index: int, call_id: str, name: str, arguments: str | None) -> None:
+        if index not in self._named:
+            self._named.add(index)
+            function = {"name": name, "arguments": ""}
+            self._send({"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": function}]})
+        if arguments is not None and index not in self._argued:
+            self._argued.add(index)
+            self._send({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})
 
 
 def _error(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:

@@ -50,7 +50,9 @@ class ParsedCall:
 
     def event(self) -> ToolCallFinished | ToolCallError:
         if not self.errors:
-            return ToolCallFinished(index=self.index, name=self.name or "", arguments=self.args)
+            return ToolCallFinished(
+                index=self.index, name=self.name or "", arguments=self.args, arguments_json=self.arguments_json()
+            )
         who = f"the call to {self.name}" if self.name is not None else "a tool call"
         message = f"{who} was not run: " + "; ".join(self.errors)
         return ToolCallError(index=self.index, name=self.name, message=message)

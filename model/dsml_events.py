@@ -30,12 +30,14 @@ class ToolCallStarted(BaseModel):
 
 
 class ToolCallFinished(BaseModel):
-    """A complete, valid call: arguments decoded with the `string="true|false"` rule."""
+    """A complete, valid call: arguments decoded with the `string="true|false"` rule; `arguments_json` is the
+    string `message()` will carry for them."""
 
     type: Literal["tool_call_finished"] = "tool_call_finished"
     index: int
     name: str
     arguments: dict[str, Any]
+    arguments_json: str = ""
 
 
 class ToolCallError(BaseModel):

@@ -73,6 +73,29 @@ def test_agent_over_openai_backend_against_serve(scripted_server, registry, proj
     backend.close()
 
 
+def test_tool_calls_stream_as_they_are_written(tiny_engine):
+    """Each call's name when its markup opens, its arguments when it closes; a call that fails its check (an
+    unknown tool) is still sent, whole, from the finished message. Ids match between a call's chunks."""
+    script = [step("Two at once.", call("read_file", "r1", path="calc.py"), call("no_such_tool", "n1", x=1))]
+    server, url = serve(tiny_engine, script)
+    try:
+        tools = [{"type": "function", "function": {"name": "read_file", "parameters": {"required": ["path"]}}}]
+        body = {"messages": [{"role": "user", "content": "look"}], "tools": tools, "stream": True}
+        headers = {"authorization": f"Bearer {KEY}"}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=120) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    finally:
+        server.shutdown()
+        server.server_close()
+    parts = [d["tool_calls"][0] for c in chunks if (d := c["choices"][0]["delta"]) and "tool_calls" in d]
+    assert [(p["index"], "name" in p["function"]) for p in parts] == [(0, True), (0, False), (1, True), (1, False)]
+    assert [parts[0]["function"]["name"], parts[2]["function"]["name"]] == ["read_file", "no_such_tool"]
+    assert json.loads(parts[1]["function"]["arguments"]) == {"path": "calc.py"}
+    assert json.loads(parts[3]["function"]["arguments"]) == {"x": 1}
+    assert parts[0]["id"].startswith("call_") and parts[0]["id"] != parts[2]["id"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
 def test_streaming_and_plain_responses(tiny_engine):
     server, url = serve(tiny_engine)
     try:

@@ -80,11 +80,22 @@ def test_fixture_tool_call_events(fixture_case):
     messages, tools, _ = fixture_case
     events, _ = parse_completion(encode_messages([messages[4]], context=messages[:4]), tools=tools)
     calls = [e for e in events if isinstance(e, ToolCallStarted | ToolCallFinished)]
+    written = [call["function"]["arguments"] for call in messages[4]["tool_calls"]]  # the fixture's own strings
     assert calls == [
         ToolCallStarted(index=0, name="get_weather"),
-        ToolCallFinished(index=0, name="get_weather", arguments={"location": "Hangzhou", "date": "2024-01-16"}),
+        ToolCallFinished(
+            index=0,
+            name="get_weather",
+            arguments={"location": "Hangzhou", "date": "2024-01-16"},
+            arguments_json=written[0],
+        ),
         ToolCallStarted(index=1, name="get_weather"),
-        ToolCallFinished(index=1, name="get_weather", arguments={"location": "Beijing", "date": "2024-01-16"}),
+        ToolCallFinished(
+            index=1,
+            name="get_weather",
+            arguments={"location": "Beijing", "date": "2024-01-16"},
+            arguments_json=written[1],
+        ),
     ]
 
 

@@ -54,7 +54,12 @@ def test_valid_call_with_typed_values():
     assert events == [
         ReasoningDelta(text="plan"),
         ToolCallStarted(index=0, name="edit_file"),
-        ToolCallFinished(index=0, name="edit_file", arguments={"path": "a.py", "count": 2}),
+        ToolCallFinished(
+            index=0,
+            name="edit_file",
+            arguments={"path": "a.py", "count": 2},
+            arguments_json='{"path": "a.py", "count": 2}',  # integers kept as written
+        ),
         MessageEnd(),
     ]
     assert message["tool_calls"][0]["function"]["arguments"] == '{"path": "a.py", "count": 2}'
