@@ -14,6 +14,7 @@ columns (and, with S_SPLIT, half the score tile's).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -183,12 +184,18 @@ GluonConfig = tuple[int, int, int | None, bool]
 DEFAULT_CONFIG: GluonConfig = (64, 2, None, True)
 
 
+@functools.cache
+def _hopper(device: torch.device) -> bool:
+    # asked once per device: the dispatcher runs for every layer of every eager step
+    return torch.cuda.get_device_capability(device)[0] == 9
+
+
 def gluon_fits(q: torch.Tensor, kv: torch.Tensor, dv: int) -> bool:
     """Whether this kernel serves these inputs: Hopper, bf16, 512 latent values and a 64-wide RoPE part, and at
     least 64 heads (one wgmma block; fewer, as on 4 or 8 GPUs, would leave rows idle in it and is unmeasured)."""
     return (
         q.is_cuda
-        and torch.cuda.get_device_capability(q.device)[0] == 9
+        and _hopper(q.device)
         and q.dtype == kv.dtype == torch.bfloat16
         and dv == 512
         and q.shape[-1] == dv + 64

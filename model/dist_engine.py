@@ -209,7 +209,7 @@ def follow(model: Transformer, channel: CommandChannel) -> None:
                 caches[arg] = caches[session].fork()
             elif op is Op.FREE:
                 caches.pop(session, None)
-                graphs.by_session.pop(session, None)
+                graphs.drop(session)
 
 
 class FollowerGraphs:
@@ -232,6 +232,9 @@ class FollowerGraphs:
             return
         graph.run(token, position)
         cache.length = position + 1
+
+    def drop(self, session: int) -> None:
+        self.by_session.pop(session, None)  # its cache buffers go with it
 
 
 def follow_or_exit(model: Transformer, channel: CommandChannel, rank: int) -> None:
