@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from agent_testkit import call, step
@@ -154,7 +153,8 @@ def test_cancel_during_generation_keeps_the_conversation_whole(registry):
     slow = [step("x" * 400, call("read_file", "c1", path="calc.py"), delay=0.02)]
     events = []
     agent = Agent(ScriptedBackend(slow), registry, settings(), None, events.append)
-    threading.Timer(0.3, agent.cancel).start()
+    # Cancel after the third chunk, not on a timer: a loaded machine may not have streamed anything yet.
+    agent.sinks.append(lambda event: len(of(events, "reasoning_delta")) == 3 and agent.cancel())
     result = agent.run("task")
     assert result.reason == "cancelled"
     message = of(events, "assistant_message")[0].message

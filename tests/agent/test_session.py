@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from agent_testkit import call, step
@@ -117,12 +116,13 @@ def test_resume_after_a_cut_finishes_the_task(project, registry, tmp_path):
 def test_cancelled_turn_is_resumable_with_a_new_message(project, registry):
     slow = [
         step("Read.", call("read_file", "c1", path="calc.py")),
-        {**step("y" * 300), "delay": 0.02},
+        {**step("y" * 3000), "delay": 0.02},  # 5 s of streaming: the cancel below always lands inside it
         step("Done.", call("finish", "c2", summary="ok")),
     ]
     writer = SessionWriter.create(project, header(project))
     agent = Agent(ScriptedBackend(slow), registry, Settings(), None, writer, session_id="s1")
-    threading.Timer(0.4, agent.cancel).start()
+    # Cancel once the slow step has streamed something, however slowly this machine got there.
+    agent.sinks.append(lambda event: event.type == "reasoning_delta" and "y" in event.text and agent.cancel())
     assert agent.run("task").reason == "cancelled"
     writer.close()
     saved = load_session(writer.path)

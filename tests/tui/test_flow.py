@@ -102,7 +102,8 @@ async def test_allow_for_session_asks_once(project: Path, tmp_path: Path) -> Non
 
 
 async def test_escape_cancels_a_streaming_step(project: Path, tmp_path: Path) -> None:
-    long = step("thinking slowly " * 200, delay=0.02)  # about 5 s of streaming
+    # About 27 s of streaming: far longer than the test needs, so a loaded machine can't finish it first.
+    long = step("thinking slowly " * 1000, delay=0.02)
     script = write_script(tmp_path / "slow.jsonl", [long])
     app = DsagentApp(settings_for(script), project, sandbox=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -183,7 +184,9 @@ async def test_undo_reverts_the_last_edit_and_tells_the_model(project: Path, tmp
 
 @pytest.mark.slow
 async def test_commands_help_model_unknown_and_busy(project: Path, tmp_path: Path) -> None:
-    script = write_script(tmp_path / "cmd.jsonl", [step("slow " * 300, delay=0.02)])
+    # About 25 s of streaming, cancelled with Esc below: the turn must still be running when "another" is
+    # sent, however slowly a loaded machine gets there.
+    script = write_script(tmp_path / "cmd.jsonl", [step("slow " * 3000, delay=0.02)])
     other = write_script(tmp_path / "other.jsonl", [step("", content="hi")])
     app = DsagentApp(settings_for(script), project, sandbox=False)
     async with app.run_test(size=(80, 24)) as pilot:
