@@ -113,6 +113,7 @@ def _execute(
     message: str | None = None,
 ) -> None:
     from dsagent.agent.backend import BackendError, make_backend
+    from dsagent.agent.render import print_patch
     from dsagent.agent.runner import AgentRun, RunSetupError
     from dsagent.cli import console, err_console, fail
 
@@ -142,7 +143,7 @@ def _execute(
         agent_run.close()
         backend.close()
     if not headless:
-        _print_patch(console, outcome.diff)
+        print_patch(console, outcome.diff)
         err_console.print(
             f"[dim]session {agent_run.agent.session_id} saved in {agent_run.session_path}; continue "
             f'it with `dsagent resume {agent_run.agent.session_id} "message"`[/]',
@@ -241,16 +242,6 @@ def _cancel_on_ctrl_c(agent: Agent) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _print_patch(console: Any, diff: str) -> None:
-    if not diff.strip():
-        console.print("[dim]no changes[/]")
-        return
-    styles = {"+": "green", "-": "red", "@": "cyan"}
-    for line in diff.splitlines():
-        style = "bold" if line.startswith(("+++", "---", "diff ")) else styles.get(line[:1], "")
-        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 def sessions(repo: RepoOption = None) -> None:

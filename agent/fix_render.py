@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from dsagent.agent.render import print_patch
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
 
 FAILURE_PREVIEW_LINES = 40
@@ -89,7 +89,7 @@ class FixPrinter:
             what = f"{len(event.files)} file(s) changed" if event.diff.strip() else "no changes"
             self._print(f"patch: {what}{where}")
             return
-        self.console.print(Syntax(event.diff, "diff", theme="ansi_dark", word_wrap=True))
+        print_patch(self.console, event.diff)
         if event.path:
             self._print(f"[dim]patch written to {escape(event.path)}[/]")
 

@@ -131,6 +131,17 @@ class TextPrinter:
         )
 
 
+def print_patch(console: Console, diff: str) -> None:
+    """A unified diff, coloured line by line and never wrapped: a copied or redirected patch still applies."""
+    if not diff.strip():
+        console.print("[dim]no changes[/]")
+        return
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for line in diff.splitlines():
+        style = "bold" if line.startswith(("+++", "---", "diff ")) else styles.get(line[:1], "")
+        console.print(line, style=style, markup=False, highlight=False, soft_wrap=True)
+
+
 def _short(value: Any, limit: int = 60) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = text.replace("\n", "⏎")

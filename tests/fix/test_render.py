@@ -1,0 +1,56 @@
+"""The patch as `dsagent fix` and `dsagent run` print it: on a narrow or redirected console its lines stay
+whole, so what lands in a terminal's scrollback or a file still applies with `git apply`."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+from dsagent.agent.events import Patch
+from dsagent.agent.fix_render import FixPrinter
+from dsagent.agent.render import print_patch
+from rich.console import Console
+
+LONG = "def paginate(items: list, page: int, per_page: int = 10, *, strict: bool = True) -> list:  # long line\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def a_patch(repo: Path) -> str:
+    """A real diff with a line longer than any console here is wide; the tree is left at the base."""
+    (repo / "pages.py").write_text(LONG + "    return items\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "base")
+    (repo / "pages.py").write_text(LONG.replace("True", "False") + "    return items[:per_page]\n")
+    diff = git(repo, "diff")
+    git(repo, "checkout", "-q", "pages.py")
+    return diff
+
+
+def narrow_console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=40, force_terminal=False, color_system=None), out
+
+
+def test_both_printers_keep_patch_lines_whole_and_the_text_applies(git_repo: Path) -> None:
+    diff = a_patch(git_repo)
+    assert max(len(line) for line in diff.splitlines()) > 80
+
+    fix_console, fix_out = narrow_console()
+    FixPrinter(fix_console)(Patch(diff=diff, files=["pages.py"]))
+    run_console, run_out = narrow_console()
+    print_patch(run_console, diff)
+
+    for printed in (fix_out.getvalue(), run_out.getvalue()):
+        assert printed == diff
+        (git_repo / "printed.patch").write_text(printed)
+        git(git_repo, "apply", "--check", "printed.patch")
+
+
+def test_an_empty_patch_says_so() -> None:
+    console, out = narrow_console()
+    print_patch(console, "")
+    assert out.getvalue() == "no changes\n"
