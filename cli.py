@@ -10,6 +10,7 @@ import typer
 from dsagent import __version__
 from dsagent.config import ConfigError, LoadedSettings, describe_fields, load_settings, parse_model_spec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -39,8 +40,8 @@ SetOption = Annotated[
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one line to stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print one line to stderr and return the Exit to raise. The message is plain text (paths, `[model]`)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

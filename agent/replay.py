@@ -96,7 +96,7 @@ def replay_session(
     problems = compare(recorded, replayed)
     if not headless:
         verdict = "identical" if not problems else f"{len(problems)} difference(s)"
-        err_console.print(f"replay of {saved.id}: {len(replayed)} tool calls, {verdict}", highlight=False)
+        err_console.print(f"replay of {saved.id}: {len(replayed)} tool calls, {verdict}", markup=False, highlight=False)
         for line in problems[:20]:
-            err_console.print(f"  {line}", highlight=False)
+            err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     return 0 if not problems else 1

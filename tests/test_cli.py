@@ -63,3 +63,11 @@ def test_malformed_config_is_one_line(git_repo: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and ".dsagent.toml:1:" in result.stderr
+
+
+def test_an_error_is_one_line_printed_as_written(git_repo: Path) -> None:
+    # A narrow terminal must not break the line, and `[model]` is text, not console markup.
+    env = {"COLUMNS": "40", "HOME": str(git_repo), "XDG_CONFIG_HOME": str(git_repo / ".config")}
+    result = dsagent("run", "hi", cwd=git_repo, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "set [model] path in .dsagent.toml" in result.stderr
