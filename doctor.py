@@ -78,24 +78,28 @@ def check_gpu() -> Check:
         return Check("cuda gpu + triton", False, f"{name}, triton missing", "pip install triton", required=False)
 
 
-def check_model(settings: Settings) -> Check:
+def check_model(settings: Settings, quick: bool = False) -> Check:
+    """Whether the configured model can be used; `quick` skips loading the tokenizer (a preflight that must
+    not slow a run down)."""
     spec = settings.model
     required = True
     if spec.backend == "openai":
         ok = bool(spec.path) and spec.path.startswith(("http://", "https://"))
-        return Check("model (openai)", ok, spec.path or "no URL",
+        detail = spec.path if ok else f"{spec.path}: not an http(s) URL" if spec.path else "no URL"
+        return Check("model (openai)", ok, detail,
                      "" if ok else "set --model openai:URL[#name] or model.path", required)
     if spec.backend == "scripted":
         ok = bool(spec.path) and Path(spec.path).is_file()
-        return Check("model (scripted)", ok, spec.path or "no file",
+        detail = spec.path if ok else f"{spec.path}: no such file" if spec.path else "no file"
+        return Check("model (scripted)", ok, detail,
                      "" if ok else "set --model scripted:FILE to an existing JSONL file", required)
     if not spec.path:
         return Check("model (local)", False, "no checkpoint configured",
                      "create one with `dsagent model init tiny DIR` and pass --model local:DIR", required)
-    return _check_local_checkpoint(Path(spec.path).expanduser())
+    return _check_local_checkpoint(Path(spec.path).expanduser(), quick)
 
 
-def _check_local_checkpoint(path: Path) -> Check:
+def _check_local_checkpoint(path: Path, quick: bool = False) -> Check:
     config_file = path / "config.json"
     if not config_file.is_file():
         return Check("model (local)", False, f"{path}: no config.json",
@@ -107,6 +111,8 @@ def _check_local_checkpoint(path: Path) -> Check:
     except ConfigError as exc:
         return Check("model (local)", False, str(exc),
                      "use a valid DeepSeek-V3.2 (deepseek_v32) or DeepSeek-V3 (deepseek_v3) config.json")
+    if quick:
+        return Check("model (local)", True, f"{path} ({model_type})")
     try:
         tokenizer_source = _load_tokenizer(path)
     except Exception as exc:

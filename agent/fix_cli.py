@@ -80,6 +80,12 @@ def fix(
             f"no model configured for the {settings.model.backend} backend; pass --model "
             "local:PATH | openai:URL[#model-name] | scripted:FILE or set [model] path in .dsagent.toml",
         )
+    from dsagent.doctor import check_model
+
+    # The model loads only once the failure is reproduced; a wrong path should not wait for the sandbox.
+    model_check = check_model(settings, quick=True)
+    if not model_check.ok:
+        _stop_early(headless, f"--model: {model_check.detail}; {model_check.fix}")
     code = run_fix(
         settings,
         target,

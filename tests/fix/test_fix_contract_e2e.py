@@ -102,14 +102,11 @@ def test_a_skip_is_rejected_and_a_regression_is_exit_1(
 @pytest.mark.docker
 def test_already_passing_exits_0_without_the_model(example_repo, dsagent_fix, sandbox_image, tmp_path) -> None:
     repo = example_repo("pagination")
-    # The model spec points at nothing: any attempt to start the backend would fail the run.
+    # The model file exists (the preflight checks that much) but is no script: starting the backend would fail.
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not a script\n")
     run = dsagent_fix(
-        "tests/test_pages.py::test_page_count",
-        "--repo",
-        repo,
-        "--model",
-        f"scripted:{tmp_path / 'absent.jsonl'}",
-        "--headless",
+        "tests/test_pages.py::test_page_count", "--repo", repo, "--model", f"scripted:{broken}", "--headless"
     )
     assert run.code == 0, run.stderr
     assert run.one("fix_reproduced")["status"] == "passing"
@@ -121,6 +118,7 @@ def test_already_passing_exits_0_without_the_model(example_repo, dsagent_fix, sa
 @pytest.mark.docker
 def test_unknown_target_exits_2_with_one_line(example_repo, dsagent_fix, sandbox_image, tmp_path) -> None:
     repo = example_repo("pagination")
+    (tmp_path / "x.jsonl").touch()
     run = dsagent_fix("tests/test_pages.py::test_nope", "--repo", repo, "--model", f"scripted:{tmp_path}/x.jsonl")
     assert run.code == 2
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("error: tests/test_pages.py::test_nope matches no")
@@ -134,14 +132,31 @@ def test_usage_errors_exit_2(git_repo, dsagent_fix) -> None:
     assert run.code == 2 and "--verify" in run.stderr
 
 
+def test_a_model_that_is_not_there_stops_before_the_sandbox(git_repo, dsagent_fix, tmp_path) -> None:
+    # No Docker daemon answers here: only a check made before the sandbox starts can give this answer.
+    no_docker = {"DOCKER_HOST": f"unix://{tmp_path}/missing.sock"}
+    for spec, detail in (
+        (f"scripted:{tmp_path / 'absent.jsonl'}", f"{tmp_path / 'absent.jsonl'}: no such file"),
+        (f"local:{tmp_path}", f"{tmp_path}: no config.json"),
+        ("openai:localhost:8000", "localhost:8000: not an http(s) URL"),
+    ):
+        run = dsagent_fix("t.py::x", "--repo", git_repo, "--model", spec, env=no_docker)
+        assert run.code == 2 and run.stderr.count("\n") == 1, run.stderr
+        assert run.stderr.startswith(f"error: --model: {detail}; "), run.stderr
+    run = dsagent_fix("t.py::x", "--repo", git_repo, "--model", f"local:{tmp_path}", "--headless", env=no_docker)
+    assert run.code == 2 and run.one("fix_finished")["outcome"] == "usage_error"
+
+
 def test_no_docker_exits_3(example_repo, dsagent_fix, tmp_path) -> None:
     repo = example_repo("pagination")
+    script = tmp_path / "script.jsonl"
+    script.touch()
     run = dsagent_fix(
         TARGET,
         "--repo",
         repo,
         "--model",
-        "scripted:x",
+        f"scripted:{script}",
         "--headless",
         env={"DOCKER_HOST": f"unix://{tmp_path}/missing.sock"},
     )
