@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,6 +85,11 @@ def main(
         if tui is None:
             console.print(ctx.get_help())
             raise typer.Exit()
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise fail(
+                "the pairing UI needs a terminal (stdin and stdout are not one here); without one, use "
+                '`dsagent run "task" --headless` or `dsagent fix TARGET --headless`'
+            )
         settings = settings_from_cli(repo, model, overrides).settings
         importlib.import_module("dsagent.tui.app").run_tui(settings, repo)
 

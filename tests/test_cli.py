@@ -71,3 +71,9 @@ def test_an_error_is_one_line_printed_as_written(git_repo: Path) -> None:
     result = dsagent("run", "hi", cwd=git_repo, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "set [model] path in .dsagent.toml" in result.stderr
+
+
+def test_no_command_without_a_terminal_says_what_to_run_instead(git_repo: Path) -> None:
+    result = dsagent(cwd=git_repo)  # stdin and stdout are pipes here
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "needs a terminal" in result.stderr and "--headless" in result.stderr
