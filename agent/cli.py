@@ -116,6 +116,7 @@ def _execute(
     from dsagent.agent.render import print_patch
     from dsagent.agent.runner import AgentRun, RunSetupError
     from dsagent.cli import console, err_console, fail
+    from rich.markup import escape
 
     try:
         backend = make_backend(settings)
@@ -145,9 +146,10 @@ def _execute(
     if not headless:
         print_patch(console, outcome.diff)
         err_console.print(
-            f"[dim]session {agent_run.agent.session_id} saved in {agent_run.session_path}; continue "
+            f"[dim]session {agent_run.agent.session_id} saved in {escape(str(agent_run.session_path))}; continue "
             f'it with `dsagent resume {agent_run.agent.session_id} "message"`[/]',
             highlight=False,
+            soft_wrap=True,
         )
     raise typer.Exit(_exit_code(agent_run.agent, result))
 

@@ -29,6 +29,7 @@ def run_server(
     from dsagent.agent.scripted import ScriptedBackend
     from dsagent.agent.serve import ChatService, make_server
     from dsagent.cli import console, err_console, fail, settings_from_cli
+    from rich.markup import escape
 
     settings = settings_from_cli(None, f"local:{path}", overrides, **{"model.gpus": gpus}).settings
     try:
@@ -50,7 +51,7 @@ def run_server(
             f"[yellow]warning:[/] listening on {host}, not loopback: anyone who reaches this "
             "address can use the model (set DSAGENT_SERVE_API_KEY to require a key)"
         )
-    label = " [bold yellow](scripted: assistant turns come from " + str(script) + ")[/]" if script else ""
+    label = " [bold yellow](scripted: assistant turns come from " + escape(str(script)) + ")[/]" if script else ""
     console.print(f"serving {service.name} on http://{host}:{bound}/v1{label}", highlight=False)
     try:
         server.serve_forever()
