@@ -4,12 +4,14 @@ For each kernel: the floor (bytes / measured copy bandwidth or FLOPs / measured 
 is larger), the measured median time, floor / time, and the issue's target where there is one. Writes
 bench/results/kernels-<device>.md (or --out DIR). Needs a CUDA GPU; runs in a few minutes.
 
-    python bench/kernels.py [--out DIR] [--sweep]
+    python bench/kernels.py [--out DIR] [--sweep] [--only mla,indexer,topk,fp8,moe]
+    python bench/kernels.py --only mla_ws [--sweep]   # the warp-specialised sparse MLA candidate vs the Gluon kernel
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import math
 from pathlib import Path
 
@@ -94,6 +96,31 @@ def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
         kernels = kernels[1:]  # the Gluon kernel is Hopper's
     _mla_case(ceil, table, "decode", 64, 1, 8192, 300, kernels)
     _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, kernels)
+
+
+def bench_sparse_mla_ws(ceil: Ceilings, table: Table, sweep: bool) -> None:
+    """The warp-specialised candidate beside the Gluon kernel the engine runs, once its output matches that
+    kernel's. Its partitions meet at mbarriers: should it hang, the process ends after 5 minutes with a traceback
+    rather than holding the device."""
+    from dsagent.kernels.sparse_mla_gluon_ws import sparse_mla_gluon_ws
+
+    faulthandler.dump_traceback_later(300, exit=True)
+    b, t, h, s, k = 2, 3, 128, 3000, 2048
+    q = torch.randn(b, t, h, 576, device=CUDA, dtype=torch.bfloat16)
+    kv = torch.randn(b, s, 576, device=CUDA, dtype=torch.bfloat16)
+    idx = torch.stack([torch.randperm(s, device=CUDA)[:k] for _ in range(b * t)]).view(b, t, k).int()
+    want = sparse_mla_gluon(q, kv, idx, 576**-0.5, 512).double()
+    err = ((sparse_mla_gluon_ws(q, kv, idx, 576**-0.5, 512).double() - want).norm() / want.norm()).item()
+    print(f"warp-specialised vs Gluon output: rel rmse {err:.2e}", flush=True)
+    if not err < 1e-2:
+        table.add("sparse MLA, Gluon WS: output differs from the Gluon kernel's", f"rel rmse {err:.2e}", "", "", "",
+                  "", "", "", "NO")  # fmt: skip
+    else:
+        configs = [None, (8, 40, None), (32, 56, None)] if sweep else [None]
+        kernels = [("Gluon WS", sparse_mla_gluon_ws, configs), ("Gluon", sparse_mla_gluon, [None])]
+        _mla_case(ceil, table, "decode", 64, 1, 8192, 300, kernels)
+        _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, kernels)
+    faulthandler.cancel_dump_traceback_later()
 
 
 @triton.jit
@@ -308,7 +335,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--sweep", action="store_true", help="also time alternative tile configurations")
-    parser.add_argument("--only", default="mla,indexer,topk,fp8,moe")
+    parser.add_argument("--only", default="mla,indexer,topk,fp8,moe", help="sections; mla_ws: the candidate")
     args = parser.parse_args()
     torch.manual_seed(0)
     ceil = measure_ceilings()
@@ -320,7 +347,8 @@ def main() -> None:
     print("\n".join(pre), flush=True)
     table = Table("Kernels at DeepSeek-V3.2 shapes", COLUMNS)
     benches = {
-        "mla": bench_sparse_mla, "indexer": bench_indexer, "topk": bench_topk, "fp8": bench_fp8, "moe": bench_moe
+        "mla": bench_sparse_mla, "indexer": bench_indexer, "topk": bench_topk, "fp8": bench_fp8, "moe": bench_moe,
+        "mla_ws": bench_sparse_mla_ws,
     }  # fmt: skip
     for name in args.only.split(","):
         benches[name](ceil, table, args.sweep)
