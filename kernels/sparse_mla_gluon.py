@@ -205,6 +205,13 @@ def gluon_fits(q: torch.Tensor, kv: torch.Tensor, dv: int) -> bool:
 
 def sparse_mla_gluon(q, kv, indices, scale: float, dv: int, out=None, config: GluonConfig | None = None):
     """q [B, T, H, 576], kv [B, S, 576], indices [B, T, K] int32 (-1 = skip) -> [B, T, H, 512] bf16."""
+    block_n, nbuf, nsplit, s_split = config or DEFAULT_CONFIG
+    return launch(_sparse_mla_gluon_kernel, q, kv, indices, scale, dv, out, block_n, nsplit, NBUF=nbuf, S_SPLIT=s_split)
+
+
+def launch(kernel, q, kv, indices, scale: float, dv: int, out, block_n: int, nsplit: int | None, **meta):
+    """Check V3.2's shapes, cut each query's keys into parts when programs are few, run `kernel` (the arguments
+    of _sparse_mla_gluon_kernel, then `meta`) and merge the parts. Shared with the warp-specialised kernel."""
     from dsagent.kernels.fp8_triton import _sm_count
     from dsagent.kernels.sparse_mla_triton import combine_splits, key_splits, split_buffers
 
@@ -219,15 +226,13 @@ def sparse_mla_gluon(q, kv, indices, scale: float, dv: int, out=None, config: Gl
     assert out.shape == (B, T, H, dv) and out.dtype == q.dtype and out.stride(-1) == 1
     if B * T * H == 0:
         return out
-    block_n, nbuf, nsplit, s_split = config or DEFAULT_CONFIG
     nsplit = nsplit or key_splits(B * T * triton.cdiv(H, H_BLOCK), K, block_n, _sm_count(q.device))
     keys_per_split, nsplit, dst, lse, dst_strides, lse_strides = split_buffers(out, K, nsplit, block_n)
-    _sparse_mla_gluon_kernel[(B * T, triton.cdiv(H, H_BLOCK), nsplit)](
+    kernel[(B * T, triton.cdiv(H, H_BLOCK), nsplit)](
         q, kv, indices, dst, lse, T, H, K, scale * math.log2(math.e), keys_per_split,
         q.stride(0), q.stride(1), q.stride(2), kv.stride(0), kv.stride(1), indices.stride(0), indices.stride(1),
         *dst_strides, *lse_strides,
-        DV=dv, DPE=Dqk - dv, BLOCK_N=block_n, NBUF=nbuf, SPLIT=nsplit > 1, S_SPLIT=s_split,
-        num_warps=8,
+        DV=dv, DPE=Dqk - dv, BLOCK_N=block_n, SPLIT=nsplit > 1, num_warps=8, **meta,
     )  # fmt: skip
     if nsplit > 1:
         combine_splits(dst, lse, out, nsplit, dst_strides, lse_strides)

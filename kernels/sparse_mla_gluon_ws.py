@@ -15,10 +15,6 @@ Same contract and shapes as sparse_mla_gluon (bf16, 512 latent + 64 RoPE, 64 hea
 
 from __future__ import annotations
 
-import math
-
-import torch
-import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy as cp
@@ -30,7 +26,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
-from .sparse_mla_gluon import _async_load, _barrier
+from .sparse_mla_gluon import _async_load, _barrier, launch
 
 LOAD_WARPS = 4
 # (rows gathered per cp.async call, which bounds the load partition's live pointers; its registers a thread;
@@ -205,31 +201,6 @@ def _sparse_mla_ws_kernel(
 
 def sparse_mla_gluon_ws(q, kv, indices, scale: float, dv: int, out=None, config: WsConfig | None = None):
     """q [B, T, H, 576], kv [B, S, 576], indices [B, T, K] int32 (-1 = skip) -> [B, T, H, 512] bf16."""
-    from dsagent.kernels.fp8_triton import _sm_count
-    from dsagent.kernels.sparse_mla_triton import combine_splits, key_splits, split_buffers
-
-    B, T, H, Dqk = q.shape
-    K = indices.shape[-1]
-    assert dv == 512 and Dqk - dv == 64 and kv.shape[0] == B and kv.shape[2] == Dqk, (dv, q.shape, kv.shape)
-    assert indices.shape == (B, T, K) and indices.dtype == torch.int32, (indices.shape, indices.dtype)
-    assert q.dtype == kv.dtype == torch.bfloat16, (q.dtype, kv.dtype)
-    assert q.stride(-1) == 1 and kv.stride(-1) == 1 and indices.stride(-1) == 1
-    if out is None:
-        out = torch.empty((B, T, H, dv), dtype=q.dtype, device=q.device)
-    assert out.shape == (B, T, H, dv) and out.dtype == q.dtype and out.stride(-1) == 1
-    if B * T * H == 0:
-        return out
     chunk, load_regs, nsplit = config or DEFAULT_WS_CONFIG
-    block_n = 64
-    nsplit = nsplit or key_splits(B * T * triton.cdiv(H, 64), K, block_n, _sm_count(q.device))
-    keys_per_split, nsplit, dst, lse, dst_strides, lse_strides = split_buffers(out, K, nsplit, block_n)
-    _sparse_mla_ws_kernel[(B * T, triton.cdiv(H, 64), nsplit)](
-        q, kv, indices, dst, lse, T, H, K, scale * math.log2(math.e), keys_per_split,
-        q.stride(0), q.stride(1), q.stride(2), kv.stride(0), kv.stride(1), indices.stride(0), indices.stride(1),
-        *dst_strides, *lse_strides,
-        DV=dv, DPE=Dqk - dv, BLOCK_N=block_n, NBUF=2, SPLIT=nsplit > 1, CHUNK=chunk,
-        LOAD_WARPS=LOAD_WARPS, LOAD_REGS=load_regs, num_warps=8,
-    )  # fmt: skip
-    if nsplit > 1:
-        combine_splits(dst, lse, out, nsplit, dst_strides, lse_strides)
-    return out
+    meta = {"NBUF": 2, "CHUNK": chunk, "LOAD_WARPS": LOAD_WARPS, "LOAD_REGS": load_regs}
+    return launch(_sparse_mla_ws_kernel, q, kv, indices, scale, dv, out, 64, nsplit, **meta)
