@@ -60,6 +60,63 @@ def _load_idx(idx_base, n0, end, BLOCK_N: gl.constexpr, layout: gl.constexpr):
 
 
 @gluon.jit
+def _load_q(q_base, pid_h, H, stride_qh, DV: gl.constexpr, DPE: gl.constexpr):
+    """The program's 64 heads of q (q_base: its query's row), into shared memory for the score products."""
+    BLOCK_H: gl.constexpr = 64
+    dtype: gl.constexpr = q_base.dtype.element_ty
+    q_load: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [8, 1], [1, 0])
+    q_lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DV], dtype)
+    q_pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DPE], dtype)
+    offs_h = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, q_load))
+    hmask = offs_h < H
+    q_rows = q_base + offs_h[:, None] * stride_qh
+    offs_dv = gl.arange(0, DV, layout=gl.SliceLayout(0, q_load))
+    offs_pe = gl.arange(0, DPE, layout=gl.SliceLayout(0, q_load))
+    q_lat = gl.allocate_shared_memory(
+        dtype, [BLOCK_H, DV], q_lat_smem, gl.load(q_rows + offs_dv[None, :], mask=hmask[:, None], other=0.0)
+    )
+    q_pe = gl.allocate_shared_memory(
+        dtype, [BLOCK_H, DPE], q_pe_smem, gl.load(q_rows + DV + offs_pe[None, :], mask=hmask[:, None], other=0.0)
+    )
+    fence_async_shared()
+    return q_lat, q_pe
+
+
+@gluon.jit
+def _online_softmax(s, valid, m_i, l_i, acc, qk_scale, p_layout: gl.constexpr, dtype: gl.constexpr):
+    """One step of the running softmax over scores s [64 heads, BLOCK_N keys] (keys not `valid` masked): the
+    probabilities as the value product's operand, the output rescaled to the new row maxima, the new maxima
+    and sums."""
+    s = gl.where(valid[None, :], s * qk_scale, float("-inf"))  # log2 domain
+    m_new = gl.maximum(m_i, gl.max(s, axis=1))
+    m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet
+    alpha = gl.exp2(m_i - m_safe)
+    p = gl.exp2(s - m_safe[:, None])
+    l_i = l_i * alpha + gl.sum(p, axis=1)
+    acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, p_layout.parent))[:, None]
+    return gl.convert_layout(p.to(dtype), p_layout), acc, m_new, l_i
+
+
+@gluon.jit
+def _store_out(acc, m_i, l_i, o_base, lse_base, pid_h, H, stride_oh,
+               DV: gl.constexpr, o_layout: gl.constexpr, row_layout: gl.constexpr, SPLIT: gl.constexpr):  # fmt: skip
+    """acc [64 heads, DV] / l_i into the output rows of this program's heads (o_base: its query's, and key
+    split's, row); with SPLIT also the log2-sum-exp of each head for the merge."""
+    BLOCK_H: gl.constexpr = 64
+    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
+    l_o = gl.convert_layout(l_i, o_rows)
+    out = acc / gl.where(l_o == 0.0, 1.0, l_o)[:, None]
+    offs_ho = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=o_rows)
+    offs_do = gl.arange(0, DV, layout=gl.SliceLayout(0, o_layout))
+    o_ptrs = o_base + offs_ho[:, None] * stride_oh + offs_do[None, :]
+    gl.store(o_ptrs, out.to(o_base.dtype.element_ty), mask=(offs_ho < H)[:, None])
+    if SPLIT:
+        offs_hl = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=row_layout)
+        lse = gl.where(l_i == 0.0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0.0, 1.0, l_i)))
+        gl.store(lse_base + offs_hl, lse, mask=offs_hl < H)
+
+
+@gluon.jit
 def _sparse_mla_gluon_kernel(
     q_ptr, kv_ptr, idx_ptr, o_ptr, lse_ptr,
     T, H, K, qk_scale, KEYS_PER_SPLIT,
@@ -92,33 +149,18 @@ def _sparse_mla_gluon_kernel(
     )
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     gather: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [8, 1], [1, 0])  # 16-byte copies along a row
-    q_load: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [8, 1], [1, 0])
     idx_layout: gl.constexpr = gl.SliceLayout(1, gather)
     col_layout: gl.constexpr = gl.SliceLayout(0, s_layout)
     row_layout: gl.constexpr = gl.SliceLayout(1, s_layout)
 
     lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DV], dtype)
     pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DPE], dtype)
-    q_lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DV], dtype)
-    q_pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DPE], dtype)
     ring_smem: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
     lat = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DV], lat_smem)
     pe = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DPE], pe_smem)
     ring = gl.allocate_shared_memory(gl.int32, [NBUF, BLOCK_N], ring_smem)
 
-    # The program's 64 heads of q, into shared memory for the score products.
-    offs_h = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, q_load))
-    hmask = offs_h < H
-    q_rows = q_ptr + b * stride_qb + t * stride_qt + offs_h[:, None] * stride_qh
-    offs_dv = gl.arange(0, DV, layout=gl.SliceLayout(0, q_load))
-    offs_pe = gl.arange(0, DPE, layout=gl.SliceLayout(0, q_load))
-    q_lat = gl.allocate_shared_memory(
-        dtype, [BLOCK_H, DV], q_lat_smem, gl.load(q_rows + offs_dv[None, :], mask=hmask[:, None], other=0.0)
-    )
-    q_pe = gl.allocate_shared_memory(
-        dtype, [BLOCK_H, DPE], q_pe_smem, gl.load(q_rows + DV + offs_pe[None, :], mask=hmask[:, None], other=0.0)
-    )
-    fence_async_shared()
+    q_lat, q_pe = _load_q(q_ptr + b * stride_qb + t * stride_qt, pid_h, H, stride_qh, DV, DPE)
 
     kv_base = kv_ptr + b * stride_kvb
     idx_base = idx_ptr + b * stride_ib + t * stride_it
@@ -152,30 +194,14 @@ def _sparse_mla_gluon_kernel(
         idx_next = _load_idx(idx_base, start + (i + NBUF) * BLOCK_N, end, BLOCK_N, idx_layout)
 
         valid = ring.index(slot).load(col_layout) >= 0
-        s = gl.where(valid[None, :], s * qk_scale, float("-inf"))  # log2 domain
-        m_new = gl.maximum(m_i, gl.max(s, axis=1))
-        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet
-        alpha = gl.exp2(m_i - m_safe)
-        p = gl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + gl.sum(p, axis=1)
-        acc_done = acc_done * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
-        p_op = gl.convert_layout(p.to(dtype), p_layout)
+        p_op, acc_done, m_i, l_i = _online_softmax(s, valid, m_i, l_i, acc_done, qk_scale, p_layout, dtype)
         acc = warpgroup_mma(p_op, lat_i, acc_done, is_async=True)
-        m_i = m_new
     acc_done = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
     cp.wait_group(0)  # the gathers issued past the last step read only skipped slots
 
-    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
-    l_o = gl.convert_layout(l_i, o_rows)
-    out = acc_done / gl.where(l_o == 0.0, 1.0, l_o)[:, None]
-    offs_ho = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=o_rows)
-    offs_do = gl.arange(0, DV, layout=gl.SliceLayout(0, o_layout))
-    o_ptrs = o_ptr + b * stride_ob + t * stride_ot + split * stride_os + offs_ho[:, None] * stride_oh + offs_do[None, :]
-    gl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=(offs_ho < H)[:, None])
-    if SPLIT:
-        offs_hl = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=row_layout)
-        lse = gl.where(l_i == 0.0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0.0, 1.0, l_i)))
-        gl.store(lse_ptr + b * stride_lb + t * stride_lt + split * stride_ls + offs_hl, lse, mask=offs_hl < H)
+    o_base = o_ptr + b * stride_ob + t * stride_ot + split * stride_os
+    lse_base = lse_ptr + b * stride_lb + t * stride_lt + split * stride_ls
+    _store_out(acc_done, m_i, l_i, o_base, lse_base, pid_h, H, stride_oh, DV, o_layout, row_layout, SPLIT)
 
 
 # (BLOCK_N, NBUF, nsplit or None for the heuristic, S_SPLIT); measured on H100: 64-row steps with 2 buffers beat

@@ -26,7 +26,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
-from .sparse_mla_gluon import _async_load, _barrier, launch
+from .sparse_mla_gluon import _async_load, _barrier, _load_q, _online_softmax, _store_out, launch
 
 LOAD_WARPS = 4
 # (rows gathered per cp.async call, which bounds the load partition's live pointers; its registers a thread;
@@ -104,29 +104,12 @@ def _compute_partition(q_lat, q_pe, lat, pe, ready, empty, idx_ptr, o_ptr, lse_p
         _barrier()
         mbarrier.arrive(empty.index((i + NBUF - 1) % NBUF), count=1, pred=i > 0)
 
-        s = gl.where(valid[None, :], s * qk_scale, float("-inf"))  # log2 domain
-        m_new = gl.maximum(m_i, gl.max(s, axis=1))
-        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = gl.exp2(m_i - m_safe)
-        p = gl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + gl.sum(p, axis=1)
-        acc_done = acc_done * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
-        p_op = gl.convert_layout(p.to(dtype), p_layout)
+        p_op, acc_done, m_i, l_i = _online_softmax(s, valid, m_i, l_i, acc_done, qk_scale, p_layout, dtype)
         acc = warpgroup_mma(p_op, lat_i, acc_done, is_async=True)
-        m_i = m_new
     acc_done = warpgroup_mma_wait(num_outstanding=0, deps=(acc,))
 
-    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
-    l_o = gl.convert_layout(l_i, o_rows)
-    out = acc_done / gl.where(l_o == 0.0, 1.0, l_o)[:, None]
-    offs_ho = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=o_rows)
-    offs_do = gl.arange(0, DV, layout=gl.SliceLayout(0, o_layout))
-    o_ptrs = o_ptr + o_off + offs_ho[:, None] * stride_oh + offs_do[None, :]
-    gl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=(offs_ho < H)[:, None])
-    if SPLIT:
-        offs_hl = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=row_layout)
-        lse = gl.where(l_i == 0.0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0.0, 1.0, l_i)))
-        gl.store(lse_ptr + lse_off + offs_hl, lse, mask=offs_hl < H)
+    _store_out(acc_done, m_i, l_i, o_ptr + o_off, lse_ptr + lse_off, pid_h, H, stride_oh, DV, o_layout, row_layout,
+               SPLIT)  # fmt: skip
 
 
 @gluon.jit
@@ -139,7 +122,6 @@ def _sparse_mla_ws_kernel(
     CHUNK: gl.constexpr, LOAD_WARPS: gl.constexpr, LOAD_REGS: gl.constexpr,
 ):  # fmt: skip
     # q [B, T, H, DV + DPE], kv [B, S, DV + DPE], idx [B, T, K] int32 (-1 = skip); o as in the Triton kernel
-    BLOCK_H: gl.constexpr = 64
     dtype: gl.constexpr = q_ptr.dtype.element_ty
     pid_bt = gl.program_id(0)
     pid_h = gl.program_id(1)
@@ -149,8 +131,6 @@ def _sparse_mla_ws_kernel(
 
     lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DV], dtype)
     pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DPE], dtype)
-    q_lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DV], dtype)
-    q_pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DPE], dtype)
     lat = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DV], lat_smem)
     pe = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DPE], pe_smem)
     ready = gl.allocate_shared_memory(gl.int64, [NBUF, 1], mbarrier.MBarrierLayout())
@@ -159,20 +139,8 @@ def _sparse_mla_ws_kernel(
         mbarrier.init(ready.index(j), count=LOAD_WARPS * 32)
         mbarrier.init(empty.index(j), count=1)
 
-    q_load: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [8, 1], [1, 0])
-    offs_h = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, q_load))
-    hmask = offs_h < H
-    q_rows = q_ptr + b * stride_qb + t * stride_qt + offs_h[:, None] * stride_qh
-    offs_dv = gl.arange(0, DV, layout=gl.SliceLayout(0, q_load))
-    offs_pe = gl.arange(0, DPE, layout=gl.SliceLayout(0, q_load))
-    q_lat = gl.allocate_shared_memory(
-        dtype, [BLOCK_H, DV], q_lat_smem, gl.load(q_rows + offs_dv[None, :], mask=hmask[:, None], other=0.0)
-    )
-    q_pe = gl.allocate_shared_memory(
-        dtype, [BLOCK_H, DPE], q_pe_smem, gl.load(q_rows + DV + offs_pe[None, :], mask=hmask[:, None], other=0.0)
-    )
-    fence_async_shared()
-    _barrier()
+    q_lat, q_pe = _load_q(q_ptr + b * stride_qb + t * stride_qt, pid_h, H, stride_qh, DV, DPE)
+    _barrier()  # q and the initialised barriers, before the partitions start
 
     start = split * KEYS_PER_SPLIT
     end = gl.minimum(start + KEYS_PER_SPLIT, K)
