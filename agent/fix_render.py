@@ -100,7 +100,11 @@ class FixPrinter:
             self.errors.print(f"[bold red]error:[/] {escape(event.message)}", highlight=False, soft_wrap=True)
             return
         style = "green" if event.exit_code == 0 else "yellow"
-        self._print(f"[bold {style}]{event.outcome.replace('_', ' ')}[/]: {escape(event.message)}")
+        label, message = event.outcome.replace("_", " "), escape(event.message)
+        if message.startswith((label + " ", label + ":")):  # "fixed tests/x.py::t; ...": the label is its start
+            self._print(f"[bold {style}]{label}[/]{message[len(label) :]}")
+        else:
+            self._print(f"[bold {style}]{label}[/]: {message}")
         if event.session_id and event.exit_code in (1, 4):
             self._print(f'[dim]continue it with `dsagent resume {event.session_id} "message"`[/]')
 

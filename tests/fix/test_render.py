@@ -7,7 +7,9 @@ import io
 import subprocess
 from pathlib import Path
 
+import pytest
 from dsagent.agent.events import Patch
+from dsagent.agent.fix_events import FixFinished
 from dsagent.agent.fix_render import FixPrinter
 from dsagent.agent.render import print_patch
 from rich.console import Console
@@ -54,3 +56,18 @@ def test_an_empty_patch_says_so() -> None:
     console, out = narrow_console()
     print_patch(console, "")
     assert out.getvalue() == "no changes\n"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "message", "shown"),
+    [
+        ("fixed", 0, "fixed t.py::x; review the patch", "fixed t.py::x; review the patch"),
+        ("not_fixed", 1, "not fixed: the target still fails", "not fixed: the target still fails"),
+        ("not_fixed", 1, "fixed t.py::x, but the branch exists", "not fixed: fixed t.py::x, but the branch exists"),
+        ("limit", 4, "stopped: 30 steps; the target still fails", "limit: stopped: 30 steps; the target still fails"),
+    ],
+)
+def test_the_last_line_names_the_outcome_once(outcome: str, code: int, message: str, shown: str) -> None:
+    console, out = narrow_console()
+    FixPrinter(console)(FixFinished(outcome=outcome, exit_code=code, message=message))
+    assert out.getvalue() == shown + "\n"
