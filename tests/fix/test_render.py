@@ -1,5 +1,5 @@
-"""The patch as `dsagent fix` and `dsagent run` print it: on a narrow or redirected console its lines stay
-whole, so what lands in a terminal's scrollback or a file still applies with `git apply`."""
+"""What `dsagent fix` and `dsagent run` print: the patch, whose lines stay whole on a narrow or redirected
+console (so what lands in a terminal's scrollback or a file still applies with `git apply`), and fix's last line."""
 
 from __future__ import annotations
 
