@@ -252,19 +252,23 @@ def sessions(repo: RepoOption = None) -> None:
 
     from dsagent.agent.session import list_sessions
     from dsagent.cli import console
-    from rich.table import Table
+    from rich.text import Text
 
     found = list_sessions(_root(repo))
     if not found:
         console.print('no sessions yet; start one with dsagent run "task"')
         return
-    table = Table(title="sessions")
-    for column in ("id", "started", "status", "steps", "model", "task"):
-        table.add_column(column, overflow="fold")
+    # Two lines a session, never wrapped inside the id: it is what `dsagent resume` takes.
     for item in found:
         started = dt.datetime.fromtimestamp(item.created).strftime("%Y-%m-%d %H:%M")
-        table.add_row(item.id, started, item.status, str(item.steps), item.model, item.task[:80])
-    console.print(table)
+        style = STATUS_STYLE.get(item.status, "yellow")
+        head = Text.assemble((item.id, "bold"), "  ", started, "  ", (item.status, style))
+        head.append(f"  {item.steps} step{'s' if item.steps != 1 else ''}  {item.model}", style="dim")
+        console.print(head, soft_wrap=True)
+        console.print(Text("    " + " ".join(item.task.split())), overflow="ellipsis", no_wrap=True)
+
+
+STATUS_STYLE = {"finished": "green", "answered": "green", "unfinished": "cyan"}
 
 
 def serve(

@@ -31,8 +31,8 @@ FIX = [
 ]
 
 
-def dsagent(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
+def dsagent(*args: str, cwd: Path, timeout: float = 120, columns: int = 200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": str(columns)}
     return subprocess.run([EXE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -98,6 +98,8 @@ def test_text_mode_exit_codes_sessions_and_replay(project, tmp_path):
     assert missing.returncode == 2 and "cannot read the scripted session" in missing.stderr
     listing = dsagent("sessions", cwd=project)
     assert listing.stdout.count("finished") == 1 and "max_steps" in listing.stdout
+    narrow = dsagent("sessions", cwd=project, columns=40).stdout  # every id whole, to copy into `resume`
+    assert all(f"{item.id}  " in narrow for item in list_sessions(project)), narrow
     first = list_sessions(project)[-1].id
     again = dsagent("resume", first, "--replay", "--no-sandbox", cwd=project)
     assert again.returncode == 0, again.stdout + again.stderr
