@@ -125,7 +125,7 @@ def config_show(repo: RepoOption = None, model: ModelOption = None, overrides: S
     for column in ("setting", "value", "from", "meaning"):
         table.add_column(column, overflow="fold")
     for key, value, origin, doc in describe_fields(loaded.settings, loaded.sources):
-        table.add_row(key, value, origin, doc.splitlines()[0] if doc else "")
+        table.add_row(key, value, origin, " ".join(doc.split("\n\n")[0].split()))  # the first paragraph, whole
     console.print(table)
 
 

@@ -55,6 +55,7 @@ def test_config_show_lists_layers(git_repo: Path) -> None:
     assert "'ask'" in lines["agent.approval"] and "environment" in lines["agent.approval"]
     assert "3.0" in lines["sandbox.cpus"] and "command line" in lines["sandbox.cpus"]
     assert "default" in lines["sandbox.pids"]
+    assert "scripted replay of recorded messages (for tests and demos)." in lines["model.backend"]  # not cut at a line
 
 
 def test_malformed_config_is_one_line(git_repo: Path) -> None:
