@@ -37,8 +37,7 @@ def tool(
 ) -> None:
     """Run one tool call and print its result (exit 1 when the result is an error).
 
-    Tools that change files run in a temporary git workspace of the repository; the repository itself
-    changes only with --apply."""
+    Tools that change files run in a temporary git workspace; the repository changes only with --apply."""
     from dsagent.cli import console, fail
     from dsagent.sandbox.lazy import LazySandbox
     from dsagent.tools.registry import default_registry, workspace_registry
