@@ -120,8 +120,11 @@ def _context():
     import multiprocessing
 
     # forkserver: children fork from a clean server that has imported torch once (fast, and CUDA-safe)
+    from dsagent.multiproc import start_helpers
+
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "dsagent.model.launcher"])
+    start_helpers(ctx)  # on the real stderr, even when launched from the TUI
     return ctx
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from dsagent.multiproc import start_helpers
 from dsagent.tools.code_langs import language_for
 from dsagent.tools.code_parse import blob_sha, parse_source
 from dsagent.tools.code_store import SymbolStore
@@ -87,9 +88,11 @@ def _pool_context():
     import multiprocessing
 
     if threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["dsagent.tools.code_parse"])
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["dsagent.tools.code_parse"])
+    start_helpers(context)  # on the real stderr, even under the TUI's capture
     return context
 
 
@@ -226,7 +229,7 @@ class CodeIndex:
                     done += 1
                 if progress:
                     progress(done, total)
-        except (BrokenProcessPool, OSError):  # no worker processes here: parse what is left in-process
+        except (BrokenProcessPool, OSError, ValueError):  # no worker processes here: parse the rest in-process
             for _, lang, sha, _, data in items:
                 if (sha, lang) not in results:
                     results[(sha, lang)] = parse_source(lang, data)

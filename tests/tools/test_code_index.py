@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -365,3 +366,41 @@ def test_text_search_prefilters_on_a_literal_every_match_contains(pattern: str, 
     from dsagent.tools.text_search import required_literal
 
     assert required_literal(pattern) == literal
+
+
+# A fresh process that looks like the TUI while it runs: Textual's print capture as sys.stderr (fileno() -1),
+# another thread (so the pool runs from a fork server), and in-process parsing disabled, so only worker
+# processes can index the files.
+TUI_LIKE_CHILD = """
+import sys, threading, time
+from dsagent.tools import code_index
+from dsagent.tools.context import ToolContext
+
+class Capture:
+    def write(self, text): return len(text)
+    def flush(self): pass
+    def fileno(self): return -1
+
+def refuse(*args): raise AssertionError("parsed in-process")
+
+if __name__ == "__main__":
+    sys.stderr = Capture()
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+    code_index.parse_source = refuse
+    print(ToolContext(sys.argv[1]).fresh_index().counts())
+"""
+
+
+def test_a_cold_index_parses_in_worker_processes_under_a_captured_stderr(git_repo: Path, tmp_path: Path) -> None:
+    from dsagent.tools.code_index import POOL_MIN_FILES
+
+    for i in range(POOL_MIN_FILES + 12):
+        (git_repo / f"m{i}.py").write_text(f"def f{i}(x):\n    return x + {i}\n\n\nclass K{i}:\n    pass\n")
+    _git(git_repo, "add", "-A")
+    _git(git_repo, "commit", "-qm", "files")
+    child = tmp_path / "tui_like.py"
+    child.write_text(TUI_LIKE_CHILD)
+    done = subprocess.run([sys.executable, str(child), str(git_repo)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    files, definitions, _ = ast.literal_eval(done.stdout)  # (files, definitions, references)
+    assert files == POOL_MIN_FILES + 12 and definitions == 2 * files
