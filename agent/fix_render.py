@@ -86,7 +86,8 @@ class FixPrinter:
     def _on_patch(self, event: Any) -> None:
         where = f" → {escape(event.path)}" if event.path else ""
         if self.compact or not event.diff.strip():
-            what = f"{len(event.files)} file(s) changed" if event.diff.strip() else "no changes"
+            count = len(event.files)
+            what = f"{count} file{'' if count == 1 else 's'} changed" if event.diff.strip() else "no changes"
             self._print(f"patch: {what}{where}")
             return
         print_patch(self.console, event.diff)

@@ -213,7 +213,7 @@ class Workspace:
         if proc.returncode != 0:
             detail = proc.stderr.decode(errors="replace").strip()
             return ApplyResult(False, files, [], f"your tree changed while merging; nothing was applied ({detail})")
-        return ApplyResult(True, files, [], f"applied changes to {len(files)} files")
+        return ApplyResult(True, files, [], f"applied changes to {len(files)} file{'' if len(files) == 1 else 's'}")
 
     def _merge(self, ours: str, theirs: str) -> tuple[str, list[str]]:
         """Three-way merge of two trees over the base tree: (merged tree, conflicting paths)."""

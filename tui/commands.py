@@ -92,7 +92,7 @@ class CommandsMixin:
                 await self.conversation.add_notice("no changes yet")
                 return
             files = sum(1 for line in patch.splitlines() if line.startswith("+++ "))
-            await self.conversation.add_notice(f"session patch: {files} file(s) changed")
+            await self.conversation.add_notice(f"session patch: {files} file{'' if files == 1 else 's'} changed")
             await self.conversation.mount(DiffView(patch, classes="patch"))
 
         self.run_worker(show(), group="commands", exit_on_error=False)
