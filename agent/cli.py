@@ -26,7 +26,9 @@ PatchOption = Annotated[Path | None, typer.Option("--patch", help="Also write th
 NoSandboxOption = Annotated[bool, typer.Option("--no-sandbox", help="Run without Docker (no run_shell/run_tests).")]
 
 # Exit codes: 0 done, 1 not done, 2 usage or config error, 3 environment error, 4 a limit was reached.
-EXIT_CODES = {"finished": 0, "answered": 0, "max_steps": 4, "max_generated_tokens": 4, "max_wall_time": 4}
+EXIT_CODES = {"finished": 0, "answered": 0} | dict.fromkeys(
+    ("max_steps", "max_generated_tokens", "max_wall_time", "max_new_tokens"), 4
+)
 
 
 def register(app: typer.Typer) -> None:

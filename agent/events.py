@@ -22,6 +22,7 @@ FinishReason = Literal[
     "max_steps",
     "max_generated_tokens",
     "max_wall_time",
+    "max_new_tokens",  # a reply cut at model.sampling.max_new_tokens (or a full context) with no tool call
     "repeated_failure",  # the same failing call again after a corrective note
     "cancelled",
     "error",  # the backend failed (auth, network after retries, engine error)

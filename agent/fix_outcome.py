@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from dsagent.agent.fix import FixRun
     from dsagent.agent.fix_pytest import PytestRunner
 
-LIMIT_REASONS = ("max_steps", "max_generated_tokens", "max_wall_time")
+LIMIT_REASONS = ("max_steps", "max_generated_tokens", "max_wall_time", "max_new_tokens")
 
 
 def conclude(fix: FixRun, runner: PytestRunner, result: Any) -> FixFinished:

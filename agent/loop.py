@@ -203,6 +203,14 @@ class Agent:
             )
         return None
 
+    def _cut_off(self, prompt_tokens: int) -> tuple[FinishReason, str]:
+        """A reply that stopped at its token budget with no tool call: say which limit cut it."""
+        model = self.settings.model
+        if model.max_context - prompt_tokens < model.sampling.max_new_tokens:
+            return "max_new_tokens", f"the reply filled the context (model.max_context, {model.max_context} tokens)"
+        cap = model.sampling.max_new_tokens
+        return "max_new_tokens", f"the reply was cut at model.sampling.max_new_tokens ({cap} tokens); raise it"
+
     def _steps(self) -> tuple[FinishReason, str]:
         while True:
             limit = self._limit_reached()
@@ -228,9 +236,8 @@ class Agent:
                 return self._stop_reason, _STOPPED[self._stop_reason]
             calls = message.get("tool_calls") or []
             if not calls:
-                limit = self._limit_reached()
-                if completion.stopped == "length" and limit:
-                    return limit
+                if completion.stopped == "length":  # cut off, not an answer
+                    return self._limit_reached() or self._cut_off(prompt_tokens)
                 return "answered", message.get("content") or ""
             outcome = self.tools.run_calls(step, calls, malformed, completion.format_errors)
             if outcome:

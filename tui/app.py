@@ -54,6 +54,7 @@ TURN_ENDINGS = {
     "max_steps": "stopped: reached agent.max_steps",
     "max_generated_tokens": "stopped: reached agent.max_generated_tokens",
     "max_wall_time": "stopped: reached agent.max_wall_time",
+    "max_new_tokens": "stopped: the reply was cut at model.sampling.max_new_tokens (or a full context)",
     "repeated_failure": "stopped: the same call kept failing",
     "cancelled": "cancelled",
     "error": "",  # the error itself is already shown

@@ -86,3 +86,16 @@ def test_free_generation_streams_and_counts(tiny_engine):
     stopped.set()
     cancelled = LocalBackend(tiny_engine).complete(CompletionRequest(messages, 6, sampling), lambda k, t: None, stopped)
     assert cancelled.stopped == "cancelled" and cancelled.usage.generated <= 1
+
+
+@pytest.mark.slow
+def test_a_reply_cut_at_max_new_tokens_ends_the_turn_saying_so(tiny_engine, registry):
+    # Greedy, so the same 4 tokens each run: a reply cut mid-thought is not an answer.
+    settings = Settings(model={"sampling": {"max_new_tokens": 4, "temperature": 0.0}})
+    events = []
+    tools = Registry([registry["finish"]])
+    agent = Agent(LocalBackend(tiny_engine), tools, settings, None, events.append, system="Hi.")
+    result = agent.run("hi")
+    assert result.reason == "max_new_tokens" and result.generated_tokens == 4
+    assert "model.sampling.max_new_tokens (4 tokens)" in result.summary
+    assert events[-1].type == "turn_finished" and events[-1].reason == "max_new_tokens"
