@@ -59,6 +59,14 @@ def parse_target(spec: str, repo: Path) -> Target:
     path = Path(os.path.normpath(path)).as_posix()
     if path.startswith("../") or path == "..":
         raise TargetError(f"TARGET {spec!r} is outside the repository {repo}")
+    where = repo / path
+    if not where.exists():
+        raise TargetError(f"TARGET {spec!r}: the repository has no file or folder {path}; e.g. {EXAMPLE}")
+    if where.is_file() and where.suffix != ".py":
+        raise TargetError(
+            f"TARGET {spec!r} is not a Python test file: dsagent fix runs pytest. For other test runners, "
+            f'`dsagent run "make {spec} pass"` runs go test, cargo test or npm test through its run_tests tool'
+        )
     return Target(spec=path + sep + rest, path=path)
 
 

@@ -36,6 +36,9 @@ def test_known():
 
 
 def test_parse_target(tmp_path: Path) -> None:
+    (tmp_path / "tests" / "unit").mkdir(parents=True)
+    (tmp_path / "tests" / "test_x.py").touch()
+    (tmp_path / "tests" / "unit" / "test_x.py").touch()
     target = parse_target(" tests/test_x.py::TestA::test_b[1] ", tmp_path)
     assert target.spec == "tests/test_x.py::TestA::test_b[1]" and target.path == "tests/test_x.py"
     assert parse_target(str(tmp_path / "tests" / "test_x.py") + "::t", tmp_path).spec == "tests/test_x.py::t"
@@ -45,7 +48,17 @@ def test_parse_target(tmp_path: Path) -> None:
             parse_target(bad, tmp_path)
 
 
+def test_a_target_that_is_no_python_test_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "x_test.go").write_text("package x\n")
+    with pytest.raises(TargetError, match="has no file or folder TestFoo"):
+        parse_target("TestFoo", tmp_path)
+    with pytest.raises(TargetError, match="not a Python test file: dsagent fix runs pytest.*go test"):
+        parse_target("x_test.go", tmp_path)
+
+
 def test_scope_and_cover(tmp_path: Path) -> None:
+    (tmp_path / "tests" / "unit").mkdir(parents=True)
+    (tmp_path / "tests" / "unit" / "test_x.py").touch()
     target = parse_target("tests/unit/test_x.py::test_y", tmp_path)
     assert target.scope_args("file") == ["tests/unit/test_x.py"]
     assert target.scope_args("module") == ["tests/unit"]
