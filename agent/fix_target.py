@@ -65,7 +65,7 @@ def parse_target(spec: str, repo: Path) -> Target:
     if where.is_file() and where.suffix != ".py":
         raise TargetError(
             f"TARGET {spec!r} is not a Python test file: dsagent fix runs pytest. For other test runners, "
-            f'`dsagent run "make {spec} pass"` runs go test, cargo test or npm test through its run_tests tool'
+            f'`dsagent run "make {spec} pass"` runs go test, cargo or npm test (given a sandbox.image that has them)'
         )
     return Target(spec=path + sep + rest, path=path)
 
