@@ -111,6 +111,12 @@ def run_tests(sandbox: Any, settings: Any, target: str | None = None, timeout: f
     result = sandbox.exec(command, timeout=timeout)
     run = _from_exec(runner, command, result)
     run.cases = parse_go_json(result.output) if runner == "go" else parse_cargo(result.output)
+    program = shlex.split(command)[0]
+    if result.exit_code == 127 and f"{program}: command not found" in result.output:
+        run.note = (
+            f"the sandbox image has no `{program}`; set sandbox.image to an image with the {runner} toolchain "
+            "(or sandbox.test_command)"
+        )
     return run
 
 

@@ -204,3 +204,12 @@ def test_detects_python_first(tmp_path: Path):
     assert detect_runner(tmp_path) == "go"
     (tmp_path / "conftest.py").write_text("")
     assert detect_runner(tmp_path) == "pytest"
+
+
+def test_a_runner_missing_from_the_image_is_named(sandbox_image: str, tmp_path: Path):
+    (tmp_path / "go.mod").write_text("module x\n\ngo 1.21\n")
+    (tmp_path / "x_test.go").write_text('package x\n\nimport "testing"\n\nfunc TestX(t *testing.T) {}\n')
+    with DockerSandbox(tmp_path, SandboxSettings(), image=sandbox_image) as sandbox:
+        run = run_tests(sandbox, sandbox.settings)
+    assert run.runner == "go" and run.exit_code == 127 and not run.ok
+    assert run.note.startswith("the sandbox image has no `go`; set sandbox.image")
