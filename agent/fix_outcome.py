@@ -97,11 +97,11 @@ def _deliver(fix: FixRun, common: dict[str, Any]) -> FixFinished:
             message=f"fixed {target}; committed {commit[:12]} on branch {options.branch}",
             **common,
         )
+    how = f"`git apply {common['patch_path']}` in the repository" if common["patch_path"] else "`git apply`"
     return FixFinished(
         outcome="fixed",
         exit_code=0,
-        message=f"fixed {target}; review the patch, then apply it "
-        "with `git apply` (or re-run with --apply / --branch NAME)",
+        message=f"fixed {target}; review the patch, then apply it with {how} (or re-run with --apply / --branch NAME)",
         **common,
     )
 

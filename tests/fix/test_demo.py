@@ -61,7 +61,8 @@ def test_scripts_demo_from_a_fresh_copy(tmp_path: Path, sandbox_image) -> None:
         "│ fixed",
         "cause and fix",
         "+    if len(text) <= limit:",
-        "fixed tests/test_text.py::test_truncate_unicode; review the patch",
+        "fixed tests/test_text.py::test_truncate_unicode; review the patch, then apply it with `git apply /",
+        ".dsagent/patches/fix-",  # the patch was written as well as printed
     ):
         assert shown in proc.stdout, shown
     assert not (clone / "examples" / "textstats" / ".git").exists()  # the example itself is never touched
