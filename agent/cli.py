@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 if TYPE_CHECKING:
     from dsagent.agent.loop import Agent, TurnResult
@@ -213,18 +214,39 @@ def _skip_replayed_script(backend: Any, saved: Any) -> None:
             script.next_entry(event.purpose)
 
 
-def ask_on_terminal(request: Any) -> Any:
-    """The `ask` policy on a terminal: y = once, a = for the rest of the session, n = deny (with a note)."""
+def ask_on_terminal(request: Any, console: Any = None, stream: Any = None) -> Any:
+    """The `ask` policy on a terminal: y = once, a = for the rest of the session, n = deny (with a note).
+    `console` and `stream` (where answers are read) default to the terminal's."""
     from dsagent.agent.approval import ApprovalDecision
-    from dsagent.cli import console
     from rich.prompt import Prompt
 
-    what = request.command or json.dumps(request.arguments, ensure_ascii=False)[:300]
-    console.print(f"[bold yellow]approve {request.name}?[/] {what}", highlight=False, markup=True)
-    answer = Prompt.ask("[y]es once, [a]lways this session, [n]o", choices=["y", "a", "n"], default="y")
+    if console is None:
+        from dsagent.cli import console
+    console.print(Text.assemble(("approve ", "bold yellow"), (f"{request.name}", "bold yellow"), "?"))
+    for line, style in _proposal(request):
+        console.print(Text(line, style=style), soft_wrap=True)
+    question = Text("[y]es once, [a]lways this session, [n]o")
+    answer = Prompt.ask(question, choices=["y", "a", "n"], default="y", console=console, stream=stream)
     if answer == "n":
-        return ApprovalDecision(choice="deny", note=Prompt.ask("note for the model (optional)", default=""))
+        note = Prompt.ask(Text("note for the model (optional)"), default="", console=console, stream=stream)
+        return ApprovalDecision(choice="deny", note=note)
     return ApprovalDecision(choice="session" if answer == "a" else "once")
+
+
+def _proposal(request: Any) -> list[tuple[str, str]]:
+    """What the call would do, as (line, style): the command, an edit's old and new text, or the arguments."""
+    args = request.arguments
+    if request.command:
+        return [(f"  $ {request.command}", "")]
+    if request.name == "edit_file" and isinstance(args.get("path"), str):
+        old, new = str(args.get("old_string", "")), str(args.get("new_string", ""))
+        lines = [(f"  {args['path']}" + (" (every occurrence)" if args.get("replace_all") else ""), "bold")]
+        lines += [(f"  - {line}", "red") for line in old.splitlines()[:40]]
+        return lines + [(f"  + {line}", "green") for line in new.splitlines()[:40]]
+    if request.name == "write_file" and isinstance(args.get("path"), str):
+        content = str(args.get("content", ""))
+        return [(f"  {args['path']}: write {len(content.splitlines())} lines", "bold")]
+    return [("  " + json.dumps(args, ensure_ascii=False)[:300], "")]
 
 
 @contextmanager
@@ -254,7 +276,6 @@ def sessions(repo: RepoOption = None) -> None:
 
     from dsagent.agent.session import list_sessions
     from dsagent.cli import console
-    from rich.text import Text
 
     found = list_sessions(_root(repo))
     if not found:

@@ -175,3 +175,23 @@ def _story(events) -> str:
 
 def _finished(saved) -> bool:
     return any(e.type == "turn_finished" for e in saved.events)
+
+
+def test_terminal_approval_shows_the_edit_and_takes_a_note():
+    import io
+
+    from dsagent.agent.cli import ask_on_terminal
+    from dsagent.agent.events import ApprovalRequested
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, width=60, color_system=None)
+    args = {"path": "calc.py", "old_string": "return a - b", "new_string": "return a + b  # [red]x[/]"}
+    edit = ApprovalRequested(call_id="c1", name="edit_file", arguments=args)
+    decision = ask_on_terminal(edit, console, io.StringIO("n\nuse mul [here]\n"))
+    assert (decision.choice, decision.note) == ("deny", "use mul [here]")
+    shown = out.getvalue()
+    assert "  - return a - b\n  + return a + b  # [red]x[/]\n" in shown  # text, not console markup
+    assert "[y]es once, [a]lways this session, [n]o" in shown
+    shell = ApprovalRequested(call_id="c2", name="run_shell", arguments={"command": "ls"}, command="ls [/]")
+    assert ask_on_terminal(shell, console, io.StringIO("a\n")).choice == "session" and "$ ls [/]" in out.getvalue()
