@@ -79,7 +79,7 @@ class TextPrinter:
 
     def _on_tool_call_started(self, event: Any) -> None:
         args = ", ".join(f"{k}={_short(v)}" for k, v in event.arguments.items())
-        self._line(f"[cyan]▶ {event.name}[/]([dim]{escape(args)}[/])")
+        self._line(f"[cyan]▶ {escape(event.name)}[/]([dim]{escape(args)}[/])")
 
     def _on_approval_decided(self, event: Any) -> None:
         if not event.approved:
@@ -88,7 +88,7 @@ class TextPrinter:
 
     def _on_tool_call_finished(self, event: Any) -> None:
         mark = "[green]✓[/]" if event.ok else "[red]✗[/]"
-        self._line(f"  {mark} {event.name} [dim]{event.duration:.2f}s[/]")
+        self._line(f"  {mark} {escape(event.name)} [dim]{event.duration:.2f}s[/]")
         lines = event.output.splitlines()
         for line in lines[:OUTPUT_PREVIEW_LINES]:
             self._line(f"    [dim]{escape(line[:160])}[/]")

@@ -52,7 +52,7 @@ def run_server(
             "address can use the model (set DSAGENT_SERVE_API_KEY to require a key)"
         )
     label = " [bold yellow](scripted: assistant turns come from " + escape(str(script)) + ")[/]" if script else ""
-    console.print(f"serving {service.name} on http://{host}:{bound}/v1{label}", highlight=False)
+    console.print(f"serving {escape(service.name)} on http://{host}:{bound}/v1{label}", highlight=False)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
