@@ -10,6 +10,7 @@ from dsagent.tui.messages import ApprovalDecision, ApprovalRequest
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -56,9 +57,9 @@ class ApprovalScreen(ModalScreen[ApprovalDecision]):
     def compose(self) -> ComposeResult:
         req = self.request
         with Vertical(id="dialog"):
-            yield Label(f"Allow {req.tool}?", id="question")
+            yield Label(f"Allow {escape(req.tool)}?", id="question")
             if req.reason:
-                yield Label(req.reason, id="reason")
+                yield Label(req.reason, id="reason", markup=False)
             with VerticalScroll(id="detail"):
                 if req.diff is not None:
                     yield DiffView(req.diff)

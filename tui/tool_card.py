@@ -8,6 +8,7 @@ from typing import Any
 
 from dsagent.tui.diff_view import DiffView
 from dsagent.tui.test_table import TestOutcome, TestTable
+from textual.markup import escape
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
@@ -110,7 +111,8 @@ class ToolCard(Collapsible):
     def _heading(self) -> str:
         icon, label = STATUS[self.status]
         duration = f" {format_duration(self.duration)}" if self.duration is not None else ""
-        return f"{icon} {self.tool_name}  {self.summary}  · {label}{duration}"
+        # the title is markup: a path, query or command ("echo [/]", "x[0]") must stay text
+        return f"{icon} {escape(self.tool_name)}  {escape(self.summary)}  · {label}{duration}"
 
     async def finish(
         self, ok: bool, output: str, duration: float, timed_out: bool = False, data: dict[str, Any] | None = None

@@ -16,6 +16,7 @@ from dsagent.tui.test_table import TestOutcome, render_tests, summary_line
 from dsagent.tui.tool_card import ToolCard, clip_output, format_duration, summarize_args
 from rich.console import Console
 from textual.app import App, ComposeResult
+from tui_kit import screen_text
 
 DIFF = "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n"
 
@@ -113,6 +114,22 @@ async def test_tool_cards_show_status_and_the_right_body() -> None:
         assert edit.query_one(DiffView).diff == DIFF
         assert shell.title == "⧗ run_shell  sleep 999  · timed out 5m00s" and shell.collapsed
         assert shell.has_class("-timed-out")
+
+
+class Brackets(App):
+    def compose(self) -> ComposeResult:
+        yield ToolCard("1", "run_shell", {"command": "echo [/] && grep -n '[a-z]' x[0].py"})
+        yield ToolCard("2", "search_code", {"query": "[bold]x", "kind": "text"})
+
+
+@pytest.mark.anyio
+async def test_tool_card_titles_show_brackets_as_written() -> None:
+    # Titles are markup: a command or query with brackets once raised MarkupError and stopped the app.
+    app = Brackets()
+    async with app.run_test(size=(100, 12)) as pilot:
+        await pilot.pause()
+        shown = screen_text(app)
+        assert "echo [/] && grep -n '[a-z]' x[0].py" in shown and "'[bold]x' (text)" in shown
 
 
 class Diffs(App):
