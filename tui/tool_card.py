@@ -1,14 +1,16 @@
-"""One tool call: a title line (status, name, argument summary, duration) over its expandable output.
-Edits show their diff, test runs a pass/fail table, everything else the text the model saw."""
+"""One tool call: a title line (status, name, argument summary, duration, counted while it runs) over
+its expandable output. Edits show their diff, test runs a pass/fail table, everything else the text the model saw."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from dsagent.tui.diff_view import DiffView
 from dsagent.tui.test_table import TestOutcome, TestTable
 from textual.markup import escape
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
@@ -105,12 +107,26 @@ class ToolCard(Collapsible):
         self.summary = summarize_args(name, arguments)
         self.status = "running"
         self.duration: float | None = None
+        self.started = time.monotonic()
+        self._ticker: Timer | None = None
         super().__init__(Static("running…", classes="output"), title=self._heading(), collapsed=True, **kwargs)
         self.add_class("-running")
 
+    def on_mount(self) -> None:
+        if self.status == "running":
+            self._ticker = self.set_interval(1.0, self.tick)
+
+    def tick(self) -> None:
+        """While the call runs the title counts its time, so a long test run visibly lives."""
+        if self.status == "running":
+            self.title = self._heading()
+
     def _heading(self) -> str:
         icon, label = STATUS[self.status]
-        duration = f" {format_duration(self.duration)}" if self.duration is not None else ""
+        elapsed = self.duration
+        if elapsed is None and self.status == "running" and time.monotonic() - self.started >= 1:
+            elapsed = time.monotonic() - self.started
+        duration = f" {format_duration(elapsed)}" if elapsed is not None else ""
         # the title is markup: a path, query or command ("echo [/]", "x[0]") must stay text
         return f"{icon} {escape(self.tool_name)}  {escape(self.summary)}  · {label}{duration}"
 
@@ -125,6 +141,8 @@ class ToolCard(Collapsible):
         await contents.mount_all(self._body(ok, output, diff, outcomes_from_data(data)))
         self.status = "timed out" if timed_out else "ok" if ok else "failed"
         self.duration = duration
+        if self._ticker is not None:
+            self._ticker.stop()
         self.remove_class("-running")
         self.add_class("-" + self.status.replace(" ", "-"))
         self.title = self._heading()

@@ -116,6 +116,20 @@ async def test_tool_cards_show_status_and_the_right_body() -> None:
         assert shell.has_class("-timed-out")
 
 
+@pytest.mark.anyio
+async def test_a_running_card_counts_its_time() -> None:
+    app = Cards()
+    async with app.run_test(size=(80, 24)) as pilot:
+        edit, shell = app.query(ToolCard)
+        shell.started -= 65  # as if the command had been running for 65 s
+        shell.tick()
+        assert shell.title == "◌ run_shell  sleep 999  · running 1m05s"
+        await shell.finish(True, "done", 70.0)
+        shell.tick()
+        await pilot.pause()
+        assert shell.title == "✔ run_shell  sleep 999  · ok 1m10s"
+
+
 class Brackets(App):
     def compose(self) -> ComposeResult:
         yield ToolCard("1", "run_shell", {"command": "echo [/] && grep -n '[a-z]' x[0].py"})
