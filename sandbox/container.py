@@ -88,6 +88,7 @@ class DockerSandbox:
         self._oom_kills = 0
         self._lock = threading.Lock()
         self._running: set[threading.Event] = set()  # one cancel flag per command running now
+        self._live: dict[threading.Event, OutputBuffer] = {}  # and what each has printed so far
         self._server: ExecServer | None = None
         self.use_server = use_server  # False: every command is a docker exec (images without python3)
 
@@ -191,11 +192,13 @@ class DockerSandbox:
         timeout = self.settings.command_timeout if timeout is None else timeout
         cancel = threading.Event()
         self._running.add(cancel)
+        self._live[cancel] = buffer = OutputBuffer()
         try:
             with _docker_errors("the sandbox container did not run the command"):
-                result = self._run(command, timeout, env, self.settings.max_output, cancel)
+                result = self._run(command, timeout, env, self.settings.max_output, cancel, buffer)
         finally:
             self._running.discard(cancel)
+            self._live.pop(cancel, None)
         # 137: SIGKILL; -1: the command server died under the command (the OOM killer may pick it).
         if result.exit_code in (137, -1) and not (result.timed_out or result.output_limited or result.cancelled):
             result.oom_killed = self._new_oom_kill()
@@ -235,6 +238,11 @@ class DockerSandbox:
     def cancel(self) -> None:
         for flag in list(self._running):
             flag.set()
+
+    def live_output(self, max_bytes: int = 4096) -> str:
+        """What the command running now (the latest, if several) has printed so far; "" when none runs."""
+        buffers = list(self._live.values())
+        return buffers[-1].recent(max_bytes) if buffers else ""
 
     def read_file(self, path: str, limit: int = 64 << 20) -> str:
         """A file inside the container (e.g. a report in /tmp), whole; SandboxError when bigger than `limit`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 
@@ -18,8 +19,24 @@ class OutputBuffer:
         self._tail: deque[bytes] = deque()
         self._tail_len = 0
         self.total = 0
+        self._lock = threading.Lock()  # a front end reads recent() while the command writes
 
     def write(self, chunk: bytes) -> None:
+        with self._lock:
+            self._write(chunk)
+
+    def recent(self, max_bytes: int = 4096) -> str:
+        """The last bytes written so far (a live view of a running command), from a line start when it can."""
+        with self._lock:
+            # when the middle was dropped the tail alone is far longer than max_bytes
+            written = bytes(self._head[-max_bytes:]) + b"".join(self._tail)
+        data = written[-max_bytes:]
+        newline = data.find(b"\n")
+        if len(written) > max_bytes and 0 <= newline < len(data) - 1:
+            data = data[newline + 1 :]
+        return data.decode("utf-8", errors="replace")
+
+    def _write(self, chunk: bytes) -> None:
         self.total += len(chunk)
         room = self.head_limit - len(self._head)
         if room > 0:

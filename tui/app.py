@@ -179,9 +179,11 @@ class DsagentApp(CommandsMixin, App):
 
     @from_agent
     async def on_tool_started(self, message: ui.ToolStarted) -> None:
-        if self.busy:
+        live = None
+        if self.busy:  # a call running now, not one replayed from a saved session
             self.status_bar.activity = f"running {message.name}"
-        await self.conversation.tool_started(message.call_id, message.name, message.arguments)
+            live = self.bridge.live_output
+        await self.conversation.tool_started(message.call_id, message.name, message.arguments, live=live)
 
     @from_agent
     async def on_tool_finished(self, message: ui.ToolFinished) -> None:

@@ -169,6 +169,12 @@ class AgentBridge:
     def patch(self) -> str:
         return self.run.workspace.patch() if self.run is not None else ""
 
+    def live_output(self) -> str:
+        """What the sandbox command running now has printed so far ("" when none runs)."""
+        run = self.run
+        sandbox = run.sandbox if run is not None else None
+        return sandbox.live_output() if sandbox is not None else ""
+
     def apply(self) -> None:
         if self.run is None:
             self.post(ui.Notice("nothing to apply yet"))

@@ -3,6 +3,7 @@ to the bottom while output streams (until the user scrolls up to read)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dsagent.tui.answer import Answer
@@ -67,8 +68,10 @@ class Conversation(VerticalScroll):
         if answer is not None:
             await answer.finish()
 
-    async def tool_started(self, call_id: str, name: str, arguments: dict[str, Any]) -> ToolCard:
-        card = ToolCard(call_id, name, arguments)
+    async def tool_started(
+        self, call_id: str, name: str, arguments: dict[str, Any], live: Callable[[], str] | None = None
+    ) -> ToolCard:
+        card = ToolCard(call_id, name, arguments, live=live)
         self._cards[call_id] = card
         await self.mount(card)
         return card

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dsagent.tui.diff_view import DiffView
 from dsagent.tui.test_table import TestOutcome, TestTable
+from rich.text import Text
 from textual.markup import escape
 from textual.timer import Timer
 from textual.widget import Widget
@@ -21,6 +23,8 @@ STATUS = {
     "timed out": ("⧗", "timed out"),
 }
 SUMMARY_WIDTH = 48
+LIVE_TOOLS = ("run_shell", "run_tests")
+LIVE_LINES = 8  # lines of a running command's latest output shown in its card
 OUTPUT_LINES = 60  # lines of plain output shown in a card; the model got the full text
 
 
@@ -50,6 +54,10 @@ def summarize_args(name: str, args: dict[str, Any]) -> str:
     if name == "finish":
         return shorten(str(args.get("summary", "")))
     return shorten(json.dumps(args, ensure_ascii=False, sort_keys=True))
+
+
+def tail_lines(text: str, count: int) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-count:])
 
 
 def format_duration(seconds: float) -> str:
@@ -100,8 +108,12 @@ class ToolCard(Collapsible):
     ToolCard Collapsible { border: none; padding: 0; margin: 0; background: transparent; }
     """
 
-    def __init__(self, call_id: str, name: str, arguments: dict[str, Any], **kwargs) -> None:
+    def __init__(
+        self, call_id: str, name: str, arguments: dict[str, Any], live: Callable[[], str] | None = None, **kwargs
+    ) -> None:
+        """`live`: what the call has printed so far, for commands (run_shell, run_tests) while they run."""
         self.call_id = call_id
+        self.live = live if name in LIVE_TOOLS else None
         self.tool_name = name
         self.arguments = arguments
         self.summary = summarize_args(name, arguments)
@@ -117,9 +129,16 @@ class ToolCard(Collapsible):
             self._ticker = self.set_interval(1.0, self.tick)
 
     def tick(self) -> None:
-        """While the call runs the title counts its time, so a long test run visibly lives."""
-        if self.status == "running":
-            self.title = self._heading()
+        """While the call runs the title counts its time and a command shows its latest output, so a long
+        test run visibly lives."""
+        if self.status != "running":
+            return
+        self.title = self._heading()
+        printed = self.live() if self.live is not None else ""
+        body = self.query(".output")  # not there for an instant while the card mounts
+        if printed.strip() and body:
+            body.first(Static).update(Text(tail_lines(printed, LIVE_LINES)))
+            self.collapsed = False
 
     def _heading(self) -> str:
         icon, label = STATUS[self.status]
@@ -134,6 +153,8 @@ class ToolCard(Collapsible):
         self, ok: bool, output: str, duration: float, timed_out: bool = False, data: dict[str, Any] | None = None
     ) -> None:
         """Show the result: the body by what kind of result it is, then the status in the title."""
+        if self._ticker is not None:  # before the awaits below, so no tick runs between them
+            self._ticker.stop()
         data = data or {}
         diff = data.get("diff") if isinstance(data.get("diff"), str) and data["diff"].strip() else None
         contents = self.query_one(Collapsible.Contents)
@@ -141,8 +162,8 @@ class ToolCard(Collapsible):
         await contents.mount_all(self._body(ok, output, diff, outcomes_from_data(data)))
         self.status = "timed out" if timed_out else "ok" if ok else "failed"
         self.duration = duration
-        if self._ticker is not None:
-            self._ticker.stop()
+        if self.live is not None:
+            self.collapsed = True  # the live view is over: the result is folded like any other output
         self.remove_class("-running")
         self.add_class("-" + self.status.replace(" ", "-"))
         self.title = self._heading()

@@ -61,6 +61,18 @@ def test_cancel_kills_the_running_command(sandbox):
     assert sandbox.exec("echo next").output == "next\n"  # later commands are not cancelled
 
 
+def test_live_output_shows_a_running_command_as_it_prints(sandbox):
+    done: list = []
+    runner = threading.Thread(target=lambda: done.append(sandbox.exec("echo one; sleep 3; echo two", timeout=30)))
+    runner.start()
+    deadline = time.monotonic() + 20
+    while "one" not in sandbox.live_output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox.live_output() == "one\n" and not done  # printed so far, while it still runs
+    runner.join()
+    assert done[0].output == "one\ntwo\n" and sandbox.live_output() == ""
+
+
 def test_pid1_outlives_signals_and_reaps_orphans(sandbox):
     assert sandbox.exec("kill -9 1; kill -TERM 1; for i in $(seq 20); do (sleep 0.05 &); done; sleep 2.5").ok
     sandbox.container.reload()

@@ -38,3 +38,13 @@ def test_head_only_buffer():
     buffer = OutputBuffer(head=5, tail=0)
     buffer.write(b"abcdefgh")
     assert buffer.truncated and buffer.text().startswith("abcde")
+
+
+def test_recent_is_the_latest_output_from_a_line_start():
+    buffer = OutputBuffer(head=64, tail=64)
+    assert buffer.recent() == ""
+    buffer.write(b"first\nsecond\n")
+    assert buffer.recent() == "first\nsecond\n"  # still in the head
+    for i in range(50):
+        buffer.write(f"line {i}\n".encode())
+    assert buffer.recent(32) == "line 47\nline 48\nline 49\n"  # whole lines only

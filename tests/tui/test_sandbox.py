@@ -62,3 +62,17 @@ async def test_escape_cancels_a_long_command_and_keys_stay_live(project: Path, t
         card = last_card(app)
         assert card.status == "failed"
         assert "cancelled" in [line.text for line in app.query(NoticeLine)]
+
+
+async def test_a_running_command_shows_its_output_as_it_prints(project: Path, tmp_path: Path) -> None:
+    slow = call("run_shell", "s1", command="echo first; sleep 4; echo second")
+    script = write_script(tmp_path / "slow.jsonl", [step("run it", slow), step("", content="ran")])
+    app = DsagentApp(settings_for(script, approval="auto"), project, sandbox=True)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await type_and_send(pilot, "run")
+        card = await wait_until(pilot, lambda: last_card(app), timeout=120, what="the command's card")
+        shown = lambda: str(card.query(".output").first().render()) if card.query(".output") else ""  # noqa: E731
+        await wait_until(pilot, lambda: "first" in shown(), timeout=30, what="live output")
+        assert card.status == "running" and not card.collapsed and "second" not in shown()
+        await wait_until(pilot, lambda: card.status == "ok", timeout=30, what="the command's end")
+        assert card.collapsed  # the result folds like any other output
