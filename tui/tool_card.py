@@ -121,6 +121,7 @@ class ToolCard(Collapsible):
         self.duration: float | None = None
         self.started = time.monotonic()
         self._ticker: Timer | None = None
+        self._opened = False
         super().__init__(Static("running…", classes="output"), title=self._heading(), collapsed=True, **kwargs)
         self.add_class("-running")
 
@@ -138,7 +139,8 @@ class ToolCard(Collapsible):
         body = self.query(".output")  # not there for an instant while the card mounts
         if printed.strip() and body:
             body.first(Static).update(Text(tail_lines(printed, LIVE_LINES)))
-            self.collapsed = False
+            if not self._opened:  # open it once; a user who folds it again keeps it folded
+                self._opened, self.collapsed = True, False
 
     def _heading(self) -> str:
         icon, label = STATUS[self.status]
