@@ -116,7 +116,7 @@ def _execute(
     message: str | None = None,
 ) -> None:
     from dsagent.agent.backend import BackendError, make_backend
-    from dsagent.agent.render import print_patch
+    from dsagent.agent.render import TextPrinter, print_patch
     from dsagent.agent.runner import AgentRun, RunSetupError
     from dsagent.cli import console, err_console, fail
     from rich.markup import escape
@@ -125,16 +125,21 @@ def _execute(
         backend = make_backend(settings)
         if saved is not None:
             _skip_replayed_script(backend, saved)
+        sinks = _sinks(headless, settings.ui.show_reasoning)
         agent_run = AgentRun(
             settings,
             root,
             backend,
             task=task or (saved.header.task if saved else ""),
-            sinks=_sinks(headless, settings.ui.show_reasoning),
+            sinks=sinks,
             approve=None if headless else ask_on_terminal,
             sandbox=not no_sandbox,
             saved=saved,
         )
+        if agent_run.sandbox is not None:
+            for sink in sinks:
+                if isinstance(sink, TextPrinter):
+                    sink.live = agent_run.sandbox.live_output
     except BackendError as exc:
         raise fail(str(exc), 2 if exc.kind == "config" else 3) from None
     except RunSetupError as exc:

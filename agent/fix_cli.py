@@ -162,15 +162,18 @@ def run_fix(
     else:
         from dsagent.agent.cli import ask_on_terminal
 
-        sinks = [ShortTask(TextPrinter(console, settings.ui.show_reasoning)), FixPrinter(console, errors=err_console)]
+        printer = TextPrinter(console, settings.ui.show_reasoning)
+        sinks = [ShortTask(printer), FixPrinter(console, errors=err_console)]
         approve = ask_on_terminal
 
     def emit(event: Any) -> None:
         for sink in sinks:
             sink(event)
 
-    final = FixRun(settings, options, emit, lambda: make_backend(settings), approve).run()
-    return final.exit_code
+    fix = FixRun(settings, options, emit, lambda: make_backend(settings), approve)
+    if not headless:  # the agent's commands show their progress on the terminal while they run
+        printer.live = lambda: fix.sandbox.live_output() if fix.sandbox is not None else ""
+    return fix.run().exit_code
 
 
 class ShortTask:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from dsagent.agent.events import Event
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 OUTPUT_PREVIEW_LINES = 6
+LIVE_TOOLS = ("run_shell", "run_tests")  # commands whose progress a terminal shows while they run
 
 
 class JsonlWriter:
@@ -28,6 +33,32 @@ class JsonlWriter:
         self.stream.flush()
 
 
+class LiveStatus:
+    """On a terminal, while a command runs: a spinner line with its time and its latest output line."""
+
+    def __init__(self, console: Console, name: str, live: Callable[[], str]) -> None:
+        self.name, self.live, self.started = name, live, time.monotonic()
+        self._stop = threading.Event()
+        self._status = console.status(self.text(), spinner="dots")
+        self._status.start()
+        self._thread = threading.Thread(target=self._refresh, daemon=True)
+        self._thread.start()
+
+    def text(self) -> Text:
+        lines = self.live().rstrip("\n").splitlines()
+        last = f" · {lines[-1].strip()[:100]}" if lines and lines[-1].strip() else ""
+        return Text(f"{self.name} {time.monotonic() - self.started:.0f}s{last}", style="dim")
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(0.5):
+            self._status.update(self.text())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._status.stop()
+
+
 class TextPrinter:
     """The run as a person reads it: reasoning dimmed, tool calls one line each with a short result."""
 
@@ -35,6 +66,9 @@ class TextPrinter:
         self.console = console or Console()
         self.show_reasoning = show_reasoning
         self._streaming: str | None = None  # "reasoning" / "content" while a delta run is open
+        self.live: Callable[[], str] | None = None
+        """What the sandbox command running now has printed; set once the sandbox exists."""
+        self._status: LiveStatus | None = None
 
     def __call__(self, event: Event) -> None:
         handler = getattr(self, f"_on_{event.type}", None)
@@ -80,6 +114,8 @@ class TextPrinter:
     def _on_tool_call_started(self, event: Any) -> None:
         args = ", ".join(f"{k}={_short(v)}" for k, v in event.arguments.items())
         self._line(f"[cyan]▶ {escape(event.name)}[/]([dim]{escape(args)}[/])")
+        if event.name in LIVE_TOOLS and self.live is not None and self.console.is_terminal:
+            self._status = LiveStatus(self.console, event.name, self.live)
 
     def _on_approval_decided(self, event: Any) -> None:
         if not event.approved:
@@ -87,6 +123,9 @@ class TextPrinter:
             self._line(f"[yellow]  refused ({event.by}){note}[/]")
 
     def _on_tool_call_finished(self, event: Any) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
         mark = "[green]✓[/]" if event.ok else "[red]✗[/]"
         self._line(f"  {mark} {escape(event.name)} [dim]{event.duration:.2f}s[/]")
         lines = event.output.splitlines()
@@ -123,6 +162,9 @@ class TextPrinter:
         self._line(f"[bold red]error:[/] {escape(event.message)}")
 
     def _on_turn_finished(self, event: Any) -> None:
+        if self._status is not None:  # a turn that ended under a running command
+            self._status.stop()
+            self._status = None
         style = "green" if event.reason in ("finished", "answered") else "yellow"
         summary = f": {escape(event.summary)}" if event.summary and event.reason != "answered" else ""
         self._line(

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dsagent.agent.events import Patch
+from dsagent.agent.events import Patch, ToolCallFinished, ToolCallStarted
 from dsagent.agent.fix_events import FixFinished
 from dsagent.agent.fix_render import FixPrinter
-from dsagent.agent.render import print_patch
+from dsagent.agent.render import TextPrinter, print_patch
 from rich.console import Console
 
 LONG = "def paginate(items: list, page: int, per_page: int = 10, *, strict: bool = True) -> list:  # long line\n"
@@ -71,3 +71,21 @@ def test_the_last_line_names_the_outcome_once(outcome: str, code: int, message: 
     console, out = narrow_console()
     FixPrinter(console)(FixFinished(outcome=outcome, exit_code=code, message=message))
     assert out.getvalue() == shown + "\n"
+
+
+def test_a_running_command_shows_its_time_and_latest_line_on_a_terminal() -> None:
+    out = io.StringIO()
+    printer = TextPrinter(Console(file=out, force_terminal=True, width=80))
+    printer.live = lambda: "collecting\ntests/test_a.py ..F\n"
+    printer(ToolCallStarted(step=1, call_id="c1", name="run_tests", arguments={}))
+    status = printer._status
+    assert status is not None and str(status.text()) == "run_tests 0s · tests/test_a.py ..F"
+    done = dict(step=1, call_id="c1", name="run_tests", ok=False, output="1 failed", started_at=0.0, duration=0.5)
+    printer(ToolCallFinished(**done))
+    assert printer._status is None and not status._thread.is_alive()
+    assert "✗" in out.getvalue() and "run_tests \x1b[2m0.50s" in out.getvalue()  # the result line follows
+
+    piped = TextPrinter(Console(file=io.StringIO(), force_terminal=False))  # a log, not a terminal: no spinner
+    piped.live = printer.live
+    piped(ToolCallStarted(step=1, call_id="c2", name="run_shell", arguments={"command": "ls"}))
+    assert piped._status is None
