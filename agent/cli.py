@@ -227,7 +227,7 @@ def ask_on_terminal(request: Any, console: Any = None, stream: Any = None) -> An
 
     if console is None:
         from dsagent.cli import console
-    console.print(Text.assemble(("approve ", "bold yellow"), (f"{request.name}", "bold yellow"), "?"))
+    console.print(Text(f"approve {request.name}?", style="bold yellow"))
     for line, style in _proposal(request):
         console.print(Text(line, style=style), soft_wrap=True)
     question = Text("[y]es once, [a]lways this session, [n]o")

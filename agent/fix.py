@@ -35,9 +35,7 @@ class FixOptions:
     apply: bool = False
     branch: str | None = None
     patch_file: Path | None = None
-    """Where the patch is written; None prints it only, unless `always_write_patch` (the CLI: always)."""
-    always_write_patch: bool = False
-    """Headless runs: without --patch, write it to `.dsagent/patches/` in the repository."""
+    """Where the patch is written; None: `.dsagent/patches/fix-<session>.patch` in the repository."""
 
     @property
     def deliver(self) -> str:

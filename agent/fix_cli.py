@@ -150,7 +150,6 @@ def run_fix(
         apply=apply,
         branch=branch,
         patch_file=patch.resolve() if patch else None,
-        always_write_patch=True,  # .dsagent/patches/fix-<session>.patch unless --patch says where
     )
     if headless:
         sinks: list[Any] = [

@@ -97,7 +97,7 @@ def _deliver(fix: FixRun, common: dict[str, Any]) -> FixFinished:
             message=f"fixed {target}; committed {commit[:12]} on branch {options.branch}",
             **common,
         )
-    how = f"`git apply {common['patch_path']}` in the repository" if common["patch_path"] else "`git apply`"
+    how = f"`git apply {common['patch_path']}` in the repository"
     return FixFinished(
         outcome="fixed",
         exit_code=0,
@@ -106,22 +106,19 @@ def _deliver(fix: FixRun, common: dict[str, Any]) -> FixFinished:
     )
 
 
-def write_patch(fix: FixRun) -> str | None:
+def write_patch(fix: FixRun) -> str:
     data = fix.workspace.patch_bytes()
-    path = fix.options.patch_file
-    if path is None and fix.options.always_write_patch:
-        path = default_patch_path(fix.workspace.repo, fix.session_id)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    path = fix.options.patch_file or default_patch_path(fix.workspace.repo, fix.session_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
     fix.emit(
         Patch(
             diff=data.decode("utf-8", errors="replace"),
             files=fix.workspace.changed_files(),
-            path=str(path) if path else None,
+            path=str(path),
         )
     )
-    return str(path) if path else None
+    return str(path)
 
 
 def check_branch(repo: Path, name: str) -> None:

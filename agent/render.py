@@ -122,10 +122,13 @@ class TextPrinter:
             note = f": {escape(event.note)}" if event.note else ""
             self._line(f"[yellow]  refused ({event.by}){note}[/]")
 
-    def _on_tool_call_finished(self, event: Any) -> None:
+    def _end_status(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+    def _on_tool_call_finished(self, event: Any) -> None:
+        self._end_status()
         mark = "[green]✓[/]" if event.ok else "[red]✗[/]"
         self._line(f"  {mark} {escape(event.name)} [dim]{event.duration:.2f}s[/]")
         lines = event.output.splitlines()
@@ -162,9 +165,7 @@ class TextPrinter:
         self._line(f"[bold red]error:[/] {escape(event.message)}")
 
     def _on_turn_finished(self, event: Any) -> None:
-        if self._status is not None:  # a turn that ended under a running command
-            self._status.stop()
-            self._status = None
+        self._end_status()  # a turn may end under a running command
         style = "green" if event.reason in ("finished", "answered") else "yellow"
         summary = f": {escape(event.summary)}" if event.summary and event.reason != "answered" else ""
         self._line(

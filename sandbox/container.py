@@ -87,8 +87,8 @@ class DockerSandbox:
         self.container: Any = None
         self._oom_kills = 0
         self._lock = threading.Lock()
-        self._running: set[threading.Event] = set()  # one cancel flag per command running now
-        self._live: dict[threading.Event, OutputBuffer] = {}  # and what each has printed so far
+        # the commands running now: a cancel flag each, and what each has printed so far
+        self._running: dict[threading.Event, OutputBuffer] = {}
         self._server: ExecServer | None = None
         self.use_server = use_server  # False: every command is a docker exec (images without python3)
 
@@ -191,14 +191,12 @@ class DockerSandbox:
     def exec(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None) -> ExecResult:
         timeout = self.settings.command_timeout if timeout is None else timeout
         cancel = threading.Event()
-        self._running.add(cancel)
-        self._live[cancel] = buffer = OutputBuffer()
+        self._running[cancel] = buffer = OutputBuffer()
         try:
             with _docker_errors("the sandbox container did not run the command"):
                 result = self._run(command, timeout, env, self.settings.max_output, cancel, buffer)
         finally:
-            self._running.discard(cancel)
-            self._live.pop(cancel, None)
+            self._running.pop(cancel, None)
         # 137: SIGKILL; -1: the command server died under the command (the OOM killer may pick it).
         if result.exit_code in (137, -1) and not (result.timed_out or result.output_limited or result.cancelled):
             result.oom_killed = self._new_oom_kill()
@@ -241,7 +239,7 @@ class DockerSandbox:
 
     def live_output(self, max_bytes: int = 4096) -> str:
         """What the command running now (the latest, if several) has printed so far; "" when none runs."""
-        buffers = list(self._live.values())
+        buffers = list(self._running.values())
         return buffers[-1].recent(max_bytes) if buffers else ""
 
     def read_file(self, path: str, limit: int = 64 << 20) -> str:

@@ -44,10 +44,6 @@ class LazySandbox:
         if self._inner is not None:
             self._inner.cancel()
 
-    def live_output(self, max_bytes: int = 4096) -> str:
-        inner = self._inner
-        return inner.live_output(max_bytes) if inner is not None else ""
-
     def close(self) -> None:
         with self._lock:
             inner, self._inner = self._inner, None

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dsagent.agent.render import LIVE_TOOLS
 from dsagent.tui.diff_view import DiffView
 from dsagent.tui.test_table import TestOutcome, TestTable
 from rich.text import Text
@@ -23,7 +24,6 @@ STATUS = {
     "timed out": ("⧗", "timed out"),
 }
 SUMMARY_WIDTH = 48
-LIVE_TOOLS = ("run_shell", "run_tests")
 LIVE_LINES = 8  # lines of a running command's latest output shown in its card
 OUTPUT_LINES = 60  # lines of plain output shown in a card; the model got the full text
 
