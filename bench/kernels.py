@@ -116,8 +116,10 @@ def bench_sparse_mla_ws(ceil: Ceilings, table: Table, sweep: bool) -> None:
         table.add("sparse MLA, Gluon WS: output differs from the Gluon kernel's", f"rel rmse {err:.2e}", "", "", "",
                   "", "", "", "NO")  # fmt: skip
     else:
-        configs = [None, (8, 40, None), (32, 56, None)] if sweep else [None]
-        kernels = [("Gluon WS", sparse_mla_gluon_ws, configs), ("Gluon", sparse_mla_gluon, [None])]
+        # a third key split fills the 4 SMs that B=64 decode's 128 programs leave idle, at the cost of a merge
+        configs = [None, (16, 40, 3), (8, 40, None), (32, 56, None)] if sweep else [None]
+        gluon = [None, (64, 2, 3, True)] if sweep else [None]
+        kernels = [("Gluon WS", sparse_mla_gluon_ws, configs), ("Gluon", sparse_mla_gluon, gluon)]
         _mla_case(ceil, table, "decode", 64, 1, 8192, 300, kernels)
         _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, kernels)
     faulthandler.cancel_dump_traceback_later()

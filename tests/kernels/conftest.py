@@ -17,6 +17,7 @@ if not ON_GPU:
     os.environ["TRITON_INTERPRET"] = "1"
 
 import triton.language as tl  # noqa: E402  (after TRITON_INTERPRET is decided)
+from kernel_kit import rel_rmse  # noqa: E402
 from triton.runtime import interpreter  # noqa: E402
 
 _convert_float = interpreter._convert_float
@@ -39,14 +40,6 @@ if not ON_GPU:
     interpreter._convert_float = _rounding_convert_float
 
 DEVICE = "cuda" if ON_GPU else "cpu"
-
-
-def rel_rmse(out: torch.Tensor, ref: torch.Tensor) -> float:
-    """||out - ref|| / ||ref|| in float64 over all elements; NaN if any output is not finite."""
-    out, ref = out.double(), ref.double()
-    if not torch.isfinite(out).all():
-        return float("nan")
-    return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
 
 
 @pytest.fixture

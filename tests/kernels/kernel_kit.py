@@ -13,3 +13,11 @@ def indexer_inputs(t: int, h: int, d: int, s: int, device: str):
     k_scale = k_scale[:, 0].contiguous()  # d <= 128: one block per key
     weights = torch.randn(t, h, device=device)
     return q, weights, k, k_scale
+
+
+def rel_rmse(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref|| / ||ref|| in float64 over all elements; NaN if any output is not finite."""
+    out, ref = out.double(), ref.double()
+    if not torch.isfinite(out).all():
+        return float("nan")
+    return ((out - ref).norm() / ref.norm().clamp_min(1e-30)).item()
