@@ -5,7 +5,6 @@ is larger), the measured median time, floor / time, and the issue's target where
 bench/results/kernels-<device>.md (or --out DIR). Needs a CUDA GPU; runs in a few minutes.
 
     python bench/kernels.py [--out DIR] [--sweep] [--only mla,indexer,topk,fp8,moe]
-    python bench/kernels.py --only mla_ws [--sweep]   # the warp-specialised sparse MLA candidate vs the Gluon kernel
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from dsagent.kernels.indexer import index_select
 from dsagent.kernels.indexer_triton import index_scores_triton
 from dsagent.kernels.moe_triton import fused_moe_triton
 from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
+from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles
 from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
 from dsagent.kernels.topk_triton import topk_triton
 from gpu_common import Ceilings, Table, device_slug, gpu_time_ms, graph_time_ms, measure_ceilings, write_report
@@ -90,38 +90,20 @@ def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
     # before. Gluon: (BLOCK_N, NBUF, splits, S_SPLIT); 32-row steps with 3-4 buffers measured slower.
     more = [(32, 32, 4, 2, 1), (32, 64, 4, 2, 1), (32, 32, 4, 3, 1), (64, 32, 8, 3, 1), (64, 32, 8, 4, 1),
             (64, 64, 4, 2, 1), (16, 64, 4, 2, 1)] if sweep else []  # fmt: skip
+    # Gluon roles: (rows a copy call, load registers, value registers, splits); the engine runs it for prefill
     gluon_more = [(64, 2, None, False), (32, 4, None, True)]
-    kernels = [("Gluon", sparse_mla_gluon, [None, *gluon_more]), ("Triton", sparse_mla_triton, [None, *more])]
+    roles_more = [(16, 40, 208, None), (16, 40, 232, None), (32, 56, 208, 3)] if sweep else []
+    kernels = [
+        ("Gluon roles", sparse_mla_gluon_roles, [None, *roles_more]),
+        ("Gluon", sparse_mla_gluon, [None, *gluon_more]),
+        ("Triton", sparse_mla_triton, [None, *more]),
+    ]
     if torch.cuda.get_device_capability()[0] != 9:
-        kernels = kernels[1:]  # the Gluon kernel is Hopper's
+        kernels = kernels[2:]  # the Gluon kernels are Hopper's
+    # the roles kernel's partitions meet at mbarriers: should it hang, end with a traceback, not hold the GPU
+    faulthandler.dump_traceback_later(600, exit=True)
     _mla_case(ceil, table, "decode", 64, 1, 8192, 300, kernels)
     _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, kernels)
-
-
-def bench_sparse_mla_ws(ceil: Ceilings, table: Table, sweep: bool) -> None:
-    """The warp-specialised candidate beside the Gluon kernel the engine runs, once its output matches that
-    kernel's. Its partitions meet at mbarriers: should it hang, the process ends after 5 minutes with a traceback
-    rather than holding the device."""
-    from dsagent.kernels.sparse_mla_gluon_ws import sparse_mla_gluon_ws
-
-    faulthandler.dump_traceback_later(300, exit=True)
-    b, t, h, s, k = 2, 3, 128, 3000, 2048
-    q = torch.randn(b, t, h, 576, device=CUDA, dtype=torch.bfloat16)
-    kv = torch.randn(b, s, 576, device=CUDA, dtype=torch.bfloat16)
-    idx = torch.stack([torch.randperm(s, device=CUDA)[:k] for _ in range(b * t)]).view(b, t, k).int()
-    want = sparse_mla_gluon(q, kv, idx, 576**-0.5, 512).double()
-    err = ((sparse_mla_gluon_ws(q, kv, idx, 576**-0.5, 512).double() - want).norm() / want.norm()).item()
-    print(f"warp-specialised vs Gluon output: rel rmse {err:.2e}", flush=True)
-    if not err < 1e-2:
-        table.add("sparse MLA, Gluon WS: output differs from the Gluon kernel's", f"rel rmse {err:.2e}", "", "", "",
-                  "", "", "", "NO")  # fmt: skip
-    else:
-        # a third key split fills the 4 SMs that B=64 decode's 128 programs leave idle, at the cost of a merge
-        configs = [None, (16, 40, 3), (8, 40, None), (32, 56, None)] if sweep else [None]
-        gluon = [None, (64, 2, 3, True)] if sweep else [None]
-        kernels = [("Gluon WS", sparse_mla_gluon_ws, configs), ("Gluon", sparse_mla_gluon, gluon)]
-        _mla_case(ceil, table, "decode", 64, 1, 8192, 300, kernels)
-        _mla_case(ceil, table, "prefill", 1, 4096, 16384, 400, kernels)
     faulthandler.cancel_dump_traceback_later()
 
 
@@ -337,7 +319,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--sweep", action="store_true", help="also time alternative tile configurations")
-    parser.add_argument("--only", default="mla,indexer,topk,fp8,moe", help="sections; mla_ws: the candidate")
+    parser.add_argument("--only", default="mla,indexer,topk,fp8,moe", help="sections")
     args = parser.parse_args()
     torch.manual_seed(0)
     ceil = measure_ceilings()
@@ -350,7 +332,6 @@ def main() -> None:
     table = Table("Kernels at DeepSeek-V3.2 shapes", COLUMNS)
     benches = {
         "mla": bench_sparse_mla, "indexer": bench_indexer, "topk": bench_topk, "fp8": bench_fp8, "moe": bench_moe,
-        "mla_ws": bench_sparse_mla_ws,
     }  # fmt: skip
     for name in args.only.split(","):
         benches[name](ceil, table, args.sweep)

@@ -60,11 +60,12 @@ def _load_idx(idx_base, n0, end, BLOCK_N: gl.constexpr, layout: gl.constexpr):
 
 
 @gluon.jit
-def _load_q(q_base, pid_h, H, stride_qh, DV: gl.constexpr, DPE: gl.constexpr):
-    """The program's 64 heads of q (q_base: its query's row), into shared memory for the score products."""
+def _load_q(q_base, pid_h, H, stride_qh, DV: gl.constexpr, DPE: gl.constexpr, WARPS: gl.constexpr):
+    """The program's 64 heads of q (q_base: its query's row), into shared memory for the score products, by
+    WARPS warps."""
     BLOCK_H: gl.constexpr = 64
     dtype: gl.constexpr = q_base.dtype.element_ty
-    q_load: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [8, 1], [1, 0])
+    q_load: gl.constexpr = gl.BlockedLayout([1, 8], [1, 32], [WARPS, 1], [1, 0])
     q_lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DV], dtype)
     q_pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_H, DPE], dtype)
     offs_h = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=gl.SliceLayout(1, q_load))
@@ -160,7 +161,7 @@ def _sparse_mla_gluon_kernel(
     pe = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DPE], pe_smem)
     ring = gl.allocate_shared_memory(gl.int32, [NBUF, BLOCK_N], ring_smem)
 
-    q_lat, q_pe = _load_q(q_ptr + b * stride_qb + t * stride_qt, pid_h, H, stride_qh, DV, DPE)
+    q_lat, q_pe = _load_q(q_ptr + b * stride_qb + t * stride_qt, pid_h, H, stride_qh, DV, DPE, 8)
 
     kv_base = kv_ptr + b * stride_kvb
     idx_base = idx_ptr + b * stride_ib + t * stride_it
@@ -252,13 +253,14 @@ def launch(kernel, q, kv, indices, scale: float, dv: int, out, block_n: int, nsp
     assert out.shape == (B, T, H, dv) and out.dtype == q.dtype and out.stride(-1) == 1
     if B * T * H == 0:
         return out
+    num_warps = meta.pop("num_warps", 8)  # the warps before any warp specialisation
     nsplit = nsplit or key_splits(B * T * triton.cdiv(H, H_BLOCK), K, block_n, _sm_count(q.device))
     keys_per_split, nsplit, dst, lse, dst_strides, lse_strides = split_buffers(out, K, nsplit, block_n)
     kernel[(B * T, triton.cdiv(H, H_BLOCK), nsplit)](
         q, kv, indices, dst, lse, T, H, K, scale * math.log2(math.e), keys_per_split,
         q.stride(0), q.stride(1), q.stride(2), kv.stride(0), kv.stride(1), indices.stride(0), indices.stride(1),
         *dst_strides, *lse_strides,
-        DV=dv, DPE=Dqk - dv, BLOCK_N=block_n, SPLIT=nsplit > 1, num_warps=8, **meta,
+        DV=dv, DPE=Dqk - dv, BLOCK_N=block_n, SPLIT=nsplit > 1, num_warps=num_warps, **meta,
     )  # fmt: skip
     if nsplit > 1:
         combine_splits(dst, lse, out, nsplit, dst_strides, lse_strides)

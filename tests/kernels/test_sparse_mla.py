@@ -95,9 +95,10 @@ def test_sparse_mla_gluon_full_shapes_gpu(b, t, h, s, k, config, rmse):
 
 
 @pytest.mark.gpu
-def test_dispatcher_takes_the_gluon_kernel_on_hopper_for_v32_shapes(rmse):
+def test_dispatcher_takes_the_gluon_kernels_on_hopper_for_v32_shapes(rmse):
     from dsagent.kernels.sparse_mla import _gluon_kernel, sparse_mla
     from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
+    from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles
 
     q, kv, idx = _inputs(2, 3, 128, 576, 900, 256, torch.bfloat16, "cuda")
     hopper = torch.cuda.get_device_capability()[0] == 9
@@ -105,4 +106,9 @@ def test_dispatcher_takes_the_gluon_kernel_on_hopper_for_v32_shapes(rmse):
     assert _gluon_kernel(q.half(), kv.half(), 512) is None and _gluon_kernel(q[..., :320], kv[..., :320], 256) is None
     assert _gluon_kernel(q[:, :, :16], kv, 512) is None  # 16 heads a rank (8 GPUs): the Triton kernel
     out = sparse_mla(q, kv, idx.long(), 576**-0.5, 512)
+    assert rmse(out, sparse_mla_ref(q, kv, idx, 576**-0.5, 512)) < TOL[torch.bfloat16]
+
+    q, kv, idx = _inputs(1, 301, 128, 576, 5000, 2048, torch.bfloat16, "cuda")  # a prefill chunk: 602 programs
+    assert (_gluon_kernel(q, kv, 512) is sparse_mla_gluon_roles) == hopper
+    out = sparse_mla(q, kv, idx, 576**-0.5, 512)
     assert rmse(out, sparse_mla_ref(q, kv, idx, 576**-0.5, 512)) < TOL[torch.bfloat16]

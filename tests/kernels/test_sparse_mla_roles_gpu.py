@@ -1,8 +1,9 @@
-"""The warp-specialised Gluon sparse MLA candidate against the reference, on the shapes the other kernels are
-checked on. Its partitions meet at mbarriers, and a mistake there hangs the GPU rather than failing, so the
-cases run in a child process with a time limit: a hang fails this test instead of stopping the suite.
+"""The warp-specialised Gluon sparse MLA kernel (sparse_mla_gluon_roles: a scoring warpgroup, a value
+warpgroup and a load partition) against the reference, on the shapes the other kernels are checked on, in each
+config. Its partitions meet at mbarriers, and a mistake there hangs the GPU rather than failing, so the cases
+run in a child process with a time limit: a hang fails this test instead of stopping the suite.
 
-    python tests/kernels/test_sparse_mla_ws_gpu.py   # the child: every case, one line each
+    python tests/kernels/test_sparse_mla_roles_gpu.py   # the child: every case, one line each
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-CONFIGS = [None, (16, 40, 3), (8, 40, None), (32, 56, None)]  # (rows a copy call, load registers, key splits)
+# (rows a copy call, load registers, value registers, key splits): the default, forced splits (several blocks
+# each), one split, the other register split
+CONFIGS = [None, (16, 40, 208, 3), (32, 56, 208, 1), (16, 40, 232, None)]
 
 
 @pytest.mark.gpu
-def test_sparse_mla_gluon_ws_matches_reference_without_hanging_gpu() -> None:
+def test_sparse_mla_gluon_roles_matches_reference_without_hanging_gpu() -> None:
     if torch.cuda.get_device_capability()[0] != 9:
         pytest.skip("the Gluon kernels are Hopper's")
     try:
@@ -34,7 +37,7 @@ def test_sparse_mla_gluon_ws_matches_reference_without_hanging_gpu() -> None:
 def _check_all() -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from dsagent.kernels.sparse_mla import sparse_mla_ref
-    from dsagent.kernels.sparse_mla_gluon_ws import sparse_mla_gluon_ws
+    from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles
     from kernel_kit import rel_rmse
     from test_sparse_mla import FULL_SHAPES, TOL, _inputs
 
@@ -44,12 +47,13 @@ def _check_all() -> int:
             q, kv, idx = _inputs(b, t, h, 576, s, k, torch.bfloat16, "cuda")
             ref = sparse_mla_ref(q, kv, idx, 576**-0.5, 512)
             out = torch.full_like(ref, float("nan"))
-            sparse_mla_gluon_ws(q, kv, idx, 576**-0.5, 512, out=out, config=config)
+            sparse_mla_gluon_roles(q, kv, idx, 576**-0.5, 512, out=out, config=config)
             torch.cuda.synchronize()
             err = rel_rmse(out, ref)
             good = err < TOL[torch.bfloat16]  # NaN (an unwritten output) fails too
             failures += not good
-            print(f"config {config} B={b} T={t} H={h} S={s} K={k}: {'ok' if good else 'WRONG'} rel rmse {err:.2e}")
+            verdict = "ok" if good else "WRONG"
+            print(f"config {config} B={b} T={t} H={h} S={s} K={k}: {verdict} rel rmse {err:.2e}", flush=True)
     return 1 if failures else 0
 
 
