@@ -90,9 +90,11 @@ def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
     # before. Gluon: (BLOCK_N, NBUF, splits, S_SPLIT); 32-row steps with 3-4 buffers measured slower.
     more = [(32, 32, 4, 2, 1), (32, 64, 4, 2, 1), (32, 32, 4, 3, 1), (64, 32, 8, 3, 1), (64, 32, 8, 4, 1),
             (64, 64, 4, 2, 1), (16, 64, 4, 2, 1)] if sweep else []  # fmt: skip
-    # Gluon roles: (rows a copy call, load registers, value registers, splits); the engine runs it for prefill
+    # Gluon roles: (BLOCK_N, NBUF, rows a copy call, load registers, value registers, splits); the engine runs it
+    # for prefill
     gluon_more = [(64, 2, None, False), (32, 4, None, True)]
-    roles_more = [(16, 40, 208, None), (16, 40, 232, None), (32, 56, 208, 3)] if sweep else []
+    roles_more = [(64, 2, 16, 40, 208, None), (64, 2, 16, 40, 232, None), (64, 2, 32, 56, 208, 3),
+                  (32, 4, 32, 56, 208, None), (32, 3, 32, 56, 208, None)] if sweep else []  # fmt: skip
     kernels = [
         ("Gluon roles", sparse_mla_gluon_roles, [None, *roles_more]),
         ("Gluon", sparse_mla_gluon, [None, *gluon_more]),

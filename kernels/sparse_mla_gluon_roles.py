@@ -34,12 +34,14 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from .sparse_mla_gluon import _async_load, _barrier, _load_q, launch
 
 LOAD_WARPS = 4
-# (rows gathered per cp.async call, the load partition's registers a thread, the value warpgroup's, key
-# splits or None for the heuristic). The scoring warpgroup gets what is left of 504 (three warpgroups at the
-# launch's 168), which may not pass 256: below 208 for the value warpgroup Triton sets no register split at all.
-RolesConfig = tuple[int, int, int, int | None]
-# H100, 4096 queries: (32, 56, 208) 5.70 ms, (16, 40, 208) 5.97, (16, 40, 232) 6.02
-DEFAULT_ROLES_CONFIG: RolesConfig = (32, 56, 208, None)
+# (rows a step, buffers of a step's rows, rows gathered per cp.async call, the load partition's registers a
+# thread, the value warpgroup's, key splits or None for the heuristic). The scoring warpgroup gets what is left
+# of 504 (three warpgroups at the launch's 168), which may not pass 256: below 208 for the value warpgroup Triton
+# sets no register split at all. 32-row steps in 4 buffers (226 KB of shared memory) gather 3 steps ahead
+# instead of 1, for decode, whose rows come from HBM: compiled (no spills), not yet run on a GPU.
+RolesConfig = tuple[int, int, int, int, int, int | None]
+# H100, 4096 queries: (64, 2, 32, 56, 208) 5.70 ms, (64, 2, 16, 40, 208) 5.97, (64, 2, 16, 40, 232) 6.02
+DEFAULT_ROLES_CONFIG: RolesConfig = (64, 2, 32, 56, 208, None)
 
 
 @gluon.jit
@@ -247,6 +249,6 @@ def _sparse_mla_roles_kernel(
 
 def sparse_mla_gluon_roles(q, kv, indices, scale: float, dv: int, out=None, config: RolesConfig | None = None):
     """q [B, T, H, 576], kv [B, S, 576], indices [B, T, K] int32 (-1 = skip) -> [B, T, H, 512] bf16."""
-    chunk, load_regs, value_regs, nsplit = config or DEFAULT_ROLES_CONFIG
-    meta = {"NBUF": 2, "CHUNK": chunk, "LOAD_WARPS": LOAD_WARPS, "LOAD_REGS": load_regs, "VALUE_REGS": value_regs}
-    return launch(_sparse_mla_roles_kernel, q, kv, indices, scale, dv, out, 64, nsplit, num_warps=4, **meta)
+    block_n, nbuf, chunk, load_regs, value_regs, nsplit = config or DEFAULT_ROLES_CONFIG
+    meta = {"NBUF": nbuf, "CHUNK": chunk, "LOAD_WARPS": LOAD_WARPS, "LOAD_REGS": load_regs, "VALUE_REGS": value_regs}
+    return launch(_sparse_mla_roles_kernel, q, kv, indices, scale, dv, out, block_n, nsplit, num_warps=4, **meta)

@@ -15,9 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
-# (rows a copy call, load registers, value registers, key splits): the default, forced splits (several blocks
-# each), one split, the other register split
-CONFIGS = [None, (16, 40, 208, 3), (32, 56, 208, 1), (16, 40, 232, None)]
+# (rows a step, buffers, rows a copy call, load registers, value registers, key splits): the default, forced
+# splits (several blocks each), one split, the other register split, 32-row steps in 4 buffers
+CONFIGS = [
+    None,
+    (64, 2, 16, 40, 208, 3),
+    (64, 2, 32, 56, 208, 1),
+    (64, 2, 16, 40, 232, None),
+    (32, 4, 32, 56, 208, None),
+]
 
 
 @pytest.mark.gpu
