@@ -84,37 +84,44 @@ def _load_q(q_base, pid_h, H, stride_qh, DV: gl.constexpr, DPE: gl.constexpr, WA
 
 
 @gluon.jit
-def _online_softmax(s, valid, m_i, l_i, acc, qk_scale, p_layout: gl.constexpr, dtype: gl.constexpr):
+def _softmax_step(s, valid, m_i, l_i, qk_scale):
     """One step of the running softmax over scores s [64 heads, BLOCK_N keys] (keys not `valid` masked): the
-    probabilities as the value product's operand, the output rescaled to the new row maxima, the new maxima
-    and sums."""
+    probabilities (fp32), the factor that rescales what the rows held before, the new row maxima and sums."""
     s = gl.where(valid[None, :], s * qk_scale, float("-inf"))  # log2 domain
     m_new = gl.maximum(m_i, gl.max(s, axis=1))
     m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet
     alpha = gl.exp2(m_i - m_safe)
     p = gl.exp2(s - m_safe[:, None])
-    l_i = l_i * alpha + gl.sum(p, axis=1)
+    return p, alpha, m_new, l_i * alpha + gl.sum(p, axis=1)
+
+
+@gluon.jit
+def _online_softmax(s, valid, m_i, l_i, acc, qk_scale, p_layout: gl.constexpr, dtype: gl.constexpr):
+    """_softmax_step, then the probabilities as the value product's operand and the output rescaled."""
+    p, alpha, m_new, l_i = _softmax_step(s, valid, m_i, l_i, qk_scale)
     acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, p_layout.parent))[:, None]
     return gl.convert_layout(p.to(dtype), p_layout), acc, m_new, l_i
 
 
 @gluon.jit
-def _store_out(acc, m_i, l_i, o_base, lse_base, pid_h, H, stride_oh,
-               DV: gl.constexpr, o_layout: gl.constexpr, row_layout: gl.constexpr, SPLIT: gl.constexpr):  # fmt: skip
-    """acc [64 heads, DV] / l_i into the output rows of this program's heads (o_base: its query's, and key
-    split's, row); with SPLIT also the log2-sum-exp of each head for the merge."""
-    BLOCK_H: gl.constexpr = 64
+def _store_rows(acc, l_i, o_base, col0, pid_h, H, stride_oh, WIDTH: gl.constexpr, o_layout: gl.constexpr):
+    """acc [64 heads, WIDTH] / l_i into columns col0.. of the output rows of this program's heads (o_base: its
+    query's, and key split's, row)."""
     o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
     l_o = gl.convert_layout(l_i, o_rows)
     out = acc / gl.where(l_o == 0.0, 1.0, l_o)[:, None]
-    offs_ho = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=o_rows)
-    offs_do = gl.arange(0, DV, layout=gl.SliceLayout(0, o_layout))
-    o_ptrs = o_base + offs_ho[:, None] * stride_oh + offs_do[None, :]
-    gl.store(o_ptrs, out.to(o_base.dtype.element_ty), mask=(offs_ho < H)[:, None])
-    if SPLIT:
-        offs_hl = pid_h * BLOCK_H + gl.arange(0, BLOCK_H, layout=row_layout)
-        lse = gl.where(l_i == 0.0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0.0, 1.0, l_i)))
-        gl.store(lse_base + offs_hl, lse, mask=offs_hl < H)
+    offs_h = pid_h * 64 + gl.arange(0, 64, layout=o_rows)
+    offs_d = col0 + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, o_layout))
+    gl.store(o_base + offs_h[:, None] * stride_oh + offs_d[None, :], out.to(o_base.dtype.element_ty),
+             mask=(offs_h < H)[:, None])  # fmt: skip
+
+
+@gluon.jit
+def _store_lse(m_i, l_i, lse_base, pid_h, H, row_layout: gl.constexpr):
+    """The log2-sum-exp of each of this program's heads, for the merge of key splits."""
+    offs_h = pid_h * 64 + gl.arange(0, 64, layout=row_layout)
+    lse = gl.where(l_i == 0.0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0.0, 1.0, l_i)))
+    gl.store(lse_base + offs_h, lse, mask=offs_h < H)
 
 
 @gluon.jit
@@ -202,7 +209,9 @@ def _sparse_mla_gluon_kernel(
 
     o_base = o_ptr + b * stride_ob + t * stride_ot + split * stride_os
     lse_base = lse_ptr + b * stride_lb + t * stride_lt + split * stride_ls
-    _store_out(acc_done, m_i, l_i, o_base, lse_base, pid_h, H, stride_oh, DV, o_layout, row_layout, SPLIT)
+    _store_rows(acc_done, l_i, o_base, 0, pid_h, H, stride_oh, DV, o_layout)
+    if SPLIT:
+        _store_lse(m_i, l_i, lse_base, pid_h, H, row_layout)
 
 
 # (BLOCK_N, NBUF, nsplit or None for the heuristic, S_SPLIT); measured on H100: 64-row steps with 2 buffers beat

@@ -31,7 +31,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
-from .sparse_mla_gluon import _async_load, _barrier, _load_q, launch
+from .sparse_mla_gluon import _async_load, _barrier, _load_q, _softmax_step, _store_lse, _store_rows, launch
 
 LOAD_WARPS = 4
 # (rows a step, buffers of a step's rows, rows gathered per cp.async call, the load partition's registers a
@@ -75,18 +75,6 @@ def _load_partition(kv_ptr, idx_ptr, lat, pe, ready, empty, kv_off, idx_off, str
 
 
 @gluon.jit
-def _store_half(acc, l_i, o_base, col0, pid_h, H, stride_oh, HALF: gl.constexpr, o_layout: gl.constexpr):
-    """acc [64 heads, HALF] / l_i into columns col0.. of the output rows of this program's heads."""
-    o_rows: gl.constexpr = gl.SliceLayout(1, o_layout)
-    l_o = gl.convert_layout(l_i, o_rows)
-    out = acc / gl.where(l_o == 0.0, 1.0, l_o)[:, None]
-    offs_h = pid_h * 64 + gl.arange(0, 64, layout=o_rows)
-    offs_d = col0 + gl.arange(0, HALF, layout=gl.SliceLayout(0, o_layout))
-    gl.store(o_base + offs_h[:, None] * stride_oh + offs_d[None, :], out.to(o_base.dtype.element_ty),
-             mask=(offs_h < H)[:, None])  # fmt: skip
-
-
-@gluon.jit
 def _score_partition(q_lat, q_pe, lat, pe, p_smem, alpha_smem, ready, empty, p_full, p_empty,
                      idx_ptr, o_ptr, lse_ptr, idx_off, o_off, lse_off, pid_h, H, start, end, steps, qk_scale,
                      stride_oh, DV: gl.constexpr, BLOCK_N: gl.constexpr, NBUF: gl.constexpr,
@@ -125,14 +113,8 @@ def _score_partition(q_lat, q_pe, lat, pe, p_smem, alpha_smem, ready, empty, p_f
         _barrier()
         mbarrier.arrive(empty.index((i + NBUF - 1) % NBUF), count=1, pred=i > 0)
 
-        s = gl.where(valid[None, :], s * qk_scale, float("-inf"))  # log2 domain
-        m_new = gl.maximum(m_i, gl.max(s, axis=1))
-        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet
-        alpha = gl.exp2(m_i - m_safe)
-        p32 = gl.exp2(s - m_safe[:, None])
-        l_i = l_i * alpha + gl.sum(p32, axis=1)
+        p32, alpha, m_i, l_i = _softmax_step(s, valid, m_i, l_i, qk_scale)
         p = p32.to(dtype)
-        m_i = m_new
         acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
         # the value warpgroup is done with step i - 1's probabilities before they are overwritten
         mbarrier.wait(p_empty, (i & 1) ^ 1)
@@ -152,11 +134,9 @@ def _score_partition(q_lat, q_pe, lat, pe, p_smem, alpha_smem, ready, empty, p_f
     alpha_smem.store(l_i)
     _barrier()
     mbarrier.arrive(p_full, count=1)
-    _store_half(acc, l_i, o_ptr + o_off, 0, pid_h, H, stride_oh, HALF, o_layout)
+    _store_rows(acc, l_i, o_ptr + o_off, 0, pid_h, H, stride_oh, HALF, o_layout)
     if SPLIT:
-        offs_hl = pid_h * 64 + gl.arange(0, 64, layout=row_layout)
-        lse = gl.where(l_i == 0.0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0.0, 1.0, l_i)))
-        gl.store(lse_ptr + lse_off + offs_hl, lse, mask=offs_hl < H)
+        _store_lse(m_i, l_i, lse_ptr + lse_off, pid_h, H, row_layout)
 
 
 @gluon.jit
@@ -176,7 +156,7 @@ def _value_partition(lat, p_smem, alpha_smem, empty, p_full, p_empty, o_ptr, o_o
         mbarrier.arrive(p_empty, count=1)
         mbarrier.arrive(empty.index(i % NBUF), count=1)
     mbarrier.wait(p_full, steps & 1)
-    _store_half(acc, alpha_smem.load(rows), o_ptr + o_off, HALF, pid_h, H, stride_oh, HALF, o_layout)
+    _store_rows(acc, alpha_smem.load(rows), o_ptr + o_off, HALF, pid_h, H, stride_oh, HALF, o_layout)
 
 
 @gluon.jit
