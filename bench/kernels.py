@@ -22,7 +22,7 @@ from dsagent.kernels.indexer import index_select
 from dsagent.kernels.indexer_triton import index_scores_triton
 from dsagent.kernels.moe_triton import fused_moe_triton
 from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
-from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles
+from dsagent.kernels.sparse_mla_gluon_roles import DECODE_ROLES_CONFIG, sparse_mla_gluon_roles
 from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
 from dsagent.kernels.topk_triton import topk_triton
 from gpu_common import Ceilings, Table, device_slug, gpu_time_ms, graph_time_ms, measure_ceilings, write_report
@@ -91,12 +91,12 @@ def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
     more = [(32, 32, 4, 2, 1), (32, 64, 4, 2, 1), (32, 32, 4, 3, 1), (64, 32, 8, 3, 1), (64, 32, 8, 4, 1),
             (64, 64, 4, 2, 1), (16, 64, 4, 2, 1)] if sweep else []  # fmt: skip
     # Gluon roles: (BLOCK_N, NBUF, rows a copy call, load registers, value registers, splits); the engine runs it
-    # for prefill
+    # for prefill (default config) and batched decode (DECODE_ROLES_CONFIG)
     gluon_more = [(64, 2, None, False), (32, 4, None, True)]
     roles_more = [(64, 2, 16, 40, 208, None), (64, 2, 16, 40, 232, None), (64, 2, 32, 56, 208, 3),
-                  (32, 4, 32, 56, 208, None), (32, 3, 32, 56, 208, None)] if sweep else []  # fmt: skip
+                  (32, 3, 32, 56, 208, None)] if sweep else []  # fmt: skip
     kernels = [
-        ("Gluon roles", sparse_mla_gluon_roles, [None, *roles_more]),
+        ("Gluon roles", sparse_mla_gluon_roles, [None, DECODE_ROLES_CONFIG, *roles_more]),
         ("Gluon", sparse_mla_gluon, [None, *gluon_more]),
         ("Triton", sparse_mla_triton, [None, *more]),
     ]
@@ -291,7 +291,11 @@ def _moe_case(ceil, table, weights, t, fp8, sweep):
     configs = [None]
     if sweep and t >= 1024:
         # fp8 128-row tiles measured 3x slower (two 128x128 fp32 accumulators plus the scaled products spill)
-        configs += [(64, 128, 128, 4, 4)] if fp8 else [(128, 128, 64, 8, 3), (64, 128, 64, 4, 4)]
+        configs += (
+            [(64, 128, 128, 4, 3), (64, 128, 128, 4, 5), (64, 128, 128, 8, 4)]
+            if fp8
+            else [(128, 128, 64, 8, 3), (64, 128, 64, 4, 4)]
+        )
     ms, cfg, _ = _best(lambda c: lambda: fused_moe_triton(x, ids, wts, w13, w2, s13, s2, config=c), configs, t <= 16)
     flops = 2 * t * k * 3 * d * inter
     active = ids.unique().numel()

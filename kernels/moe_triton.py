@@ -37,7 +37,7 @@ def _moe_gate_up_kernel(
     stride_xt, stride_xst, stride_we, stride_wn, stride_wse, stride_wsn, stride_hm, stride_hsm,
     NUM_M, NUM_N,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FP8: tl.constexpr, EVEN_K: tl.constexpr,
-    ACT: tl.constexpr, GROUP_M: tl.constexpr,
+    ACT: tl.constexpr, GROUP_M: tl.constexpr, UP_ALIGNED: tl.constexpr,
 ):  # fmt: skip
     # x [T, D] (fp8 with xs [T, D/128]), w13 [E, 2I, D] (fp8 with ws [E, 2I/128, D/128]) -> h [R, I]
     pid_m, pid_n = _grouped_pid(tl.program_id(0), NUM_M, NUM_N, GROUP_M)
@@ -70,11 +70,17 @@ def _moe_gate_up_kernel(
             g = tl.load(g_ptrs, mask=kmask, other=0.0)
             u = tl.load(u_ptrs, mask=kmask, other=0.0)
         if FP8:
+            # BLOCK_N == 128: the tile's gate rows share one weight scale, so the product is scaled per row by
+            # one fused multiply-add; so are the up rows' where INTER is a multiple of 128
             sa = tl.load(xs_ptr + tok * stride_xst + kb)
-            sg = tl.load(ws_ptr + e * stride_wse + (rn // 128) * stride_wsn + kb)
-            su = tl.load(ws_ptr + e * stride_wse + ((rn + INTER) // 128) * stride_wsn + kb)
-            acc_g += tl.dot(a, tl.trans(g)) * sa[:, None] * sg[None, :]
-            acc_u += tl.dot(a, tl.trans(u)) * sa[:, None] * su[None, :]
+            sg = tl.load(ws_ptr + e * stride_wse + pid_n * stride_wsn + kb)
+            acc_g += tl.dot(a, tl.trans(g)) * (sa * sg)[:, None]
+            if UP_ALIGNED:
+                su = tl.load(ws_ptr + e * stride_wse + (pid_n + INTER // 128) * stride_wsn + kb)
+                acc_u += tl.dot(a, tl.trans(u)) * (sa * su)[:, None]
+            else:
+                su = tl.load(ws_ptr + e * stride_wse + ((rn + INTER) // 128) * stride_wsn + kb)
+                acc_u += tl.dot(a, tl.trans(u)) * sa[:, None] * su[None, :]
         else:
             acc_g = tl.dot(a, tl.trans(g), acc_g)
             acc_u = tl.dot(a, tl.trans(u), acc_u)
@@ -132,8 +138,8 @@ def _moe_down_kernel(
             b = tl.load(b_ptrs, mask=kmask, other=0.0)
         if FP8:
             sa = tl.load(hs_ptr + offs_m * stride_hsm + kb)
-            sb = tl.load(ws_ptr + e * stride_wse + (rn // 128) * stride_wsn + kb)
-            acc += tl.dot(a, tl.trans(b)) * sa[:, None] * sb[None, :]
+            sb = tl.load(ws_ptr + e * stride_wse + pid_n * stride_wsn + kb)  # one scale for the tile's 128 rows
+            acc += tl.dot(a, tl.trans(b)) * (sa * sb)[:, None]
         else:
             acc = tl.dot(a, tl.trans(b), acc)
         a_ptrs += BLOCK_K
@@ -206,6 +212,7 @@ def moe_gate_up(x, pairs, bexp, weights, k, w13, w13_scale, config):
         xq.stride(0), xs.stride(0), w13.stride(0), w13.stride(1), s13.stride(0), s13.stride(1),
         h.stride(0), hs.stride(0), num_m, num_n,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, FP8=fp8, EVEN_K=D % bk == 0, ACT=act, GROUP_M=4,
+        UP_ALIGNED=inter % 128 == 0,
         num_warps=warps, num_stages=stages,
     )  # fmt: skip
     return h, hs if fp8 else None

@@ -61,19 +61,24 @@ _GLUON_BROKEN: list[Exception] = []
 
 
 def _gluon_kernel(q: torch.Tensor, kv: torch.Tensor, dv: int):
-    """The Hopper kernel for V3.2's shapes, or None where it does not apply or cannot be built. Where the programs
-    (query, 64 heads) fill two waves or more (prefill), the kernel whose warpgroups split scoring from values
-    (H100, 4096 queries: 410 TFLOP/s against 354); below that (decode, at most one wave) the Gluon kernel
-    (batch 64: 123 us against 131; batch 1 over 128K rows: 22 against 25)."""
+    """The Hopper kernel for V3.2's shapes, or None where it does not apply or cannot be built. All three measured
+    on H100: where the programs (query, 64 heads) fill two waves or more (prefill), the kernel whose warpgroups
+    split scoring from values (4096 queries: 410 TFLOP/s against 354 for the Gluon kernel); where they fill most
+    of one wave (decode of a batch), the same kernel with 32-row steps gathered 3 steps ahead (batch 64: 117 us
+    against 122); with fewer programs, whose keys are split, the Gluon kernel (batch 1 over 128K rows: 22 us
+    against 25)."""
     if _GLUON_BROKEN:
         return None
     try:
         from dsagent.kernels.fp8_triton import _sm_count
         from dsagent.kernels.sparse_mla_gluon import H_BLOCK, gluon_fits, sparse_mla_gluon
-        from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles
+        from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles, sparse_mla_gluon_roles_decode
+        from dsagent.kernels.sparse_mla_triton import splits_pay
     except ImportError:  # a Triton without Gluon
         return None
     if not gluon_fits(q, kv, dv):
         return None
-    programs = q.shape[0] * q.shape[1] * -(-q.shape[2] // H_BLOCK)
-    return sparse_mla_gluon_roles if programs >= 2 * _sm_count(q.device) else sparse_mla_gluon
+    programs, sms = q.shape[0] * q.shape[1] * -(-q.shape[2] // H_BLOCK), _sm_count(q.device)
+    if programs >= 2 * sms:
+        return sparse_mla_gluon_roles
+    return sparse_mla_gluon if splits_pay(programs, sms) else sparse_mla_gluon_roles_decode

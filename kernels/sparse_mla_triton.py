@@ -128,9 +128,15 @@ def _mla_config(B: int, T: int, H: int, K: int, sms: int, elem_bytes: int = 2) -
     return bh, bn, 8 if bh >= 64 else 4, 2, nsplit
 
 
+def splits_pay(programs: int, sms: int) -> bool:
+    """Whether splitting each query's keys can pay: splitting a nearly full wave of programs costs more
+    (partials, merge) than it gains."""
+    return 2 * programs <= sms
+
+
 def key_splits(programs: int, K: int, block_n: int, sms: int) -> int:
     """How many parts to split each query's K keys into, when `programs` (query, head block) pairs are few."""
-    if 2 * programs > sms:  # splitting a nearly full wave costs more (partials, merge) than it gains
+    if not splits_pay(programs, sms):
         return 1
     # measured on H100 at batch 1, 128 heads: 2048 rows (DSA) run best at one 64-row block per split (32), and
     # 131072 rows (dense) at one wave of programs (2 x 64 splits: 120 us against 217 with 32 and 136 with 128)

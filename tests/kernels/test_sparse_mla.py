@@ -98,7 +98,7 @@ def test_sparse_mla_gluon_full_shapes_gpu(b, t, h, s, k, config, rmse):
 def test_dispatcher_takes_the_gluon_kernels_on_hopper_for_v32_shapes(rmse):
     from dsagent.kernels.sparse_mla import _gluon_kernel, sparse_mla
     from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
-    from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles
+    from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles, sparse_mla_gluon_roles_decode
 
     q, kv, idx = _inputs(2, 3, 128, 576, 900, 256, torch.bfloat16, "cuda")
     hopper = torch.cuda.get_device_capability()[0] == 9
@@ -106,6 +106,11 @@ def test_dispatcher_takes_the_gluon_kernels_on_hopper_for_v32_shapes(rmse):
     assert _gluon_kernel(q.half(), kv.half(), 512) is None and _gluon_kernel(q[..., :320], kv[..., :320], 256) is None
     assert _gluon_kernel(q[:, :, :16], kv, 512) is None  # 16 heads a rank (8 GPUs): the Triton kernel
     out = sparse_mla(q, kv, idx.long(), 576**-0.5, 512)
+    assert rmse(out, sparse_mla_ref(q, kv, idx, 576**-0.5, 512)) < TOL[torch.bfloat16]
+
+    q, kv, idx = _inputs(45, 1, 128, 576, 3000, 300, torch.bfloat16, "cuda")  # a decode batch: 90 programs
+    assert (_gluon_kernel(q, kv, 512) is sparse_mla_gluon_roles_decode) == hopper
+    out = sparse_mla(q, kv, idx, 576**-0.5, 512)
     assert rmse(out, sparse_mla_ref(q, kv, idx, 576**-0.5, 512)) < TOL[torch.bfloat16]
 
     q, kv, idx = _inputs(1, 301, 128, 576, 5000, 2048, torch.bfloat16, "cuda")  # a prefill chunk: 602 programs
