@@ -23,7 +23,9 @@ from .moe_align_triton import moe_align
 @triton.jit
 def _grouped_pid(pid, num_m, num_n, GROUP_M: tl.constexpr):
     # GROUP_M row blocks (about one expert's tokens) sweep the N tiles together: their token rows stay in L2
-    # across the sweep and each weight tile is read once for the group, not once per row block
+    # across the sweep and each weight tile is read once for the group, not once per row block. Measured on
+    # H100 for fp8 at 4096 tokens (GROUP_M 2 / 4 / 8 / 16): gate/up 4.25 / 4.32 / 4.20 / 4.12 ms, down 1.98 /
+    # 2.18 / 2.07 / 2.02 ms; bf16 keeps 4
     width = GROUP_M * num_n
     first_m = (pid // width) * GROUP_M
     size = tl.minimum(num_m - first_m, GROUP_M)
@@ -211,7 +213,7 @@ def moe_gate_up(x, pairs, bexp, weights, k, w13, w13_scale, config):
         xq, xs, w13, s13, h, hs, pairs, bexp, weights, x.shape[0] * k, k, D, inter,
         xq.stride(0), xs.stride(0), w13.stride(0), w13.stride(1), s13.stride(0), s13.stride(1),
         h.stride(0), hs.stride(0), num_m, num_n,
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, FP8=fp8, EVEN_K=D % bk == 0, ACT=act, GROUP_M=4,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, FP8=fp8, EVEN_K=D % bk == 0, ACT=act, GROUP_M=16 if fp8 else 4,
         UP_ALIGNED=inter % 128 == 0,
         num_warps=warps, num_stages=stages,
     )  # fmt: skip
@@ -229,7 +231,7 @@ def moe_down(h, hs, pairs, bexp, w2, w2_scale, num_pairs, out_dtype, config):
     _moe_down_kernel[(num_m * num_n,)](
         h, hs, w2, s2, y, pairs, bexp, num_pairs, D, inter,
         h.stride(0), hs.stride(0), w2.stride(0), w2.stride(1), s2.stride(0), s2.stride(1), y.stride(0), num_m, num_n,
-        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, FP8=fp8, EVEN_K=inter % bk == 0, GROUP_M=4,
+        BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, FP8=fp8, EVEN_K=inter % bk == 0, GROUP_M=2 if fp8 else 4,
         num_warps=warps, num_stages=stages,
     )  # fmt: skip
     return y
