@@ -1,6 +1,7 @@
 """Sparse MLA (absorbed form) for Hopper in Gluon, with the two warpgroups given different jobs. The dispatcher
 runs it for prefill (programs for two waves or more: 410 against sparse_mla_gluon's 354 TFLOP/s for 4096
-queries on H100) and sparse_mla_gluon for decode (one wave or less, where this one measured 6% slower).
+queries on H100) and, with 32-row steps gathered 3 steps ahead, for batched decode (most of a wave, keys not
+split: 311 against 296 TFLOP/s at batch 64); sparse_mla_gluon where the programs are few and keys are split.
 tests/kernels/test_sparse_mla_roles_gpu.py checks it; bench/kernels.py --sweep --only mla times its configs.
 
 Why: in sparse_mla_gluon each warpgroup scores half of a step's 64 keys and holds half of the output's 512
@@ -10,7 +11,7 @@ warpgroup (the default partition) scores all 64 keys (n64: a third less shared-m
 products), runs the whole softmax in its own registers and multiplies its probabilities into columns
 0-255; it hands the probabilities and the rescale factors to the value warpgroup through shared memory,
 which multiplies them into columns 256-511 while the scorer moves on to the next step's scores. A
-4-warp load partition with few registers gathers each step's rows with cp.async into a ring of two buffers and
+4-warp load partition with few registers gathers each step's rows with cp.async into a ring of buffers and
 signals them through an mbarrier that completes when its copies land, so no warp that multiplies issues a copy.
 (That load partition beside sparse_mla_gluon's two warpgroups alone measured 366 TFLOP/s for prefill and
 258 for decode: the gain here is the split of roles.)
