@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from dsagent.agent.events import LIMIT_REASONS
+from dsagent.words import counted
 from rich.text import Text
 
 if TYPE_CHECKING:
@@ -27,9 +29,7 @@ PatchOption = Annotated[Path | None, typer.Option("--patch", help="Also write th
 NoSandboxOption = Annotated[bool, typer.Option("--no-sandbox", help="Run without Docker (no run_shell/run_tests).")]
 
 # Exit codes: 0 done, 1 not done, 2 usage or config error, 3 environment error, 4 a limit was reached.
-EXIT_CODES = {"finished": 0, "answered": 0} | dict.fromkeys(
-    ("max_steps", "max_generated_tokens", "max_wall_time", "max_new_tokens"), 4
-)
+EXIT_CODES = {"finished": 0, "answered": 0} | dict.fromkeys(LIMIT_REASONS, 4)
 
 
 def register(app: typer.Typer) -> None:
@@ -139,7 +139,7 @@ def _execute(
         if agent_run.sandbox is not None:
             for sink in sinks:
                 if isinstance(sink, TextPrinter):
-                    sink.live = agent_run.sandbox.live_output
+                    sink.live = agent_run.sandbox.live_output  # the sandbox is there from the start
     except BackendError as exc:
         raise fail(str(exc), 2 if exc.kind == "config" else 3) from None
     except RunSetupError as exc:
@@ -291,7 +291,7 @@ def sessions(repo: RepoOption = None) -> None:
         started = dt.datetime.fromtimestamp(item.created).strftime("%Y-%m-%d %H:%M")
         style = STATUS_STYLE.get(item.status, "yellow")
         head = Text.assemble((item.id, "bold"), "  ", started, "  ", (item.status, style))
-        head.append(f"  {item.steps} step{'s' if item.steps != 1 else ''}  {item.model}", style="dim")
+        head.append(f"  {counted(item.steps, 'step')}  {item.model}", style="dim")
         console.print(head, soft_wrap=True)
         console.print(Text("    " + " ".join(item.task.split())), overflow="ellipsis", no_wrap=True)
 

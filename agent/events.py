@@ -27,6 +27,8 @@ FinishReason = Literal[
     "cancelled",
     "error",  # the backend failed (auth, network after retries, engine error)
 ]
+# The reasons that mean a limit stopped the run (exit code 4 in run and fix).
+LIMIT_REASONS: tuple[FinishReason, ...] = ("max_steps", "max_generated_tokens", "max_wall_time", "max_new_tokens")
 
 
 class _Event(BaseModel):

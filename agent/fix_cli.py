@@ -139,7 +139,7 @@ def run_fix(
     from dsagent.agent.backend import make_backend
     from dsagent.agent.fix import FixOptions, FixRun
     from dsagent.agent.fix_render import FixPrinter
-    from dsagent.agent.render import JsonlWriter, TextPrinter
+    from dsagent.agent.render import JsonlWriter, TextPrinter, sandbox_output
     from dsagent.cli import console, err_console
 
     options = FixOptions(
@@ -171,7 +171,7 @@ def run_fix(
 
     fix = FixRun(settings, options, emit, lambda: make_backend(settings), approve)
     if not headless:  # the agent's commands show their progress on the terminal while they run
-        printer.live = lambda: fix.sandbox.live_output() if fix.sandbox is not None else ""
+        printer.live = lambda: sandbox_output(fix)
     return fix.run().exit_code
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsagent.agent.events import Patch
+from dsagent.agent.events import LIMIT_REASONS, Patch
 from dsagent.agent.fix_contract import TestContract
 from dsagent.agent.fix_events import FixFinished, FixVerified
 from dsagent.agent.fix_verify import Verification
@@ -16,8 +16,6 @@ from dsagent.agent.fix_verify import Verification
 if TYPE_CHECKING:
     from dsagent.agent.fix import FixRun
     from dsagent.agent.fix_pytest import PytestRunner
-
-LIMIT_REASONS = ("max_steps", "max_generated_tokens", "max_wall_time", "max_new_tokens")
 
 
 def conclude(fix: FixRun, runner: PytestRunner, result: Any) -> FixFinished:

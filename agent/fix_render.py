@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dsagent.agent.render import print_patch
+from dsagent.words import counted
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -86,8 +87,7 @@ class FixPrinter:
     def _on_patch(self, event: Any) -> None:
         where = f" → {escape(event.path)}" if event.path else ""
         if self.compact or not event.diff.strip():
-            count = len(event.files)
-            what = f"{count} file{'' if count == 1 else 's'} changed" if event.diff.strip() else "no changes"
+            what = f"{counted(len(event.files), 'file')} changed" if event.diff.strip() else "no changes"
             self._print(f"patch: {what}{where}")
             return
         print_patch(self.console, event.diff)

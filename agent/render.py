@@ -33,6 +33,18 @@ class JsonlWriter:
         self.stream.flush()
 
 
+def tail_lines(text: str, count: int) -> str:
+    """The last `count` lines of text."""
+    return "\n".join(text.rstrip("\n").splitlines()[-count:])
+
+
+def sandbox_output(run: Any) -> str:
+    """What the command running now in `run`'s sandbox (an AgentRun or FixRun, or None) has printed so far;
+    "" when none runs or there is no sandbox yet."""
+    sandbox = getattr(run, "sandbox", None)
+    return sandbox.live_output() if sandbox is not None else ""
+
+
 class LiveStatus:
     """On a terminal, while a command runs: a spinner line with its time and its latest output line."""
 
@@ -45,9 +57,9 @@ class LiveStatus:
         self._thread.start()
 
     def text(self) -> Text:
-        lines = self.live().rstrip("\n").splitlines()
-        last = f" · {lines[-1].strip()[:100]}" if lines and lines[-1].strip() else ""
-        return Text(f"{self.name} {time.monotonic() - self.started:.0f}s{last}", style="dim")
+        last = tail_lines(self.live(), 1).strip()[:100]
+        suffix = f" · {last}" if last else ""
+        return Text(f"{self.name} {time.monotonic() - self.started:.0f}s{suffix}", style="dim")
 
     def _refresh(self) -> None:
         while not self._stop.wait(0.5):

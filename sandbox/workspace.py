@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dsagent.words import counted
+
 # Our own commits need an identity even where the user never configured one.
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "dsagent",
@@ -213,7 +215,7 @@ class Workspace:
         if proc.returncode != 0:
             detail = proc.stderr.decode(errors="replace").strip()
             return ApplyResult(False, files, [], f"your tree changed while merging; nothing was applied ({detail})")
-        return ApplyResult(True, files, [], f"applied changes to {len(files)} file{'' if len(files) == 1 else 's'}")
+        return ApplyResult(True, files, [], f"applied changes to {counted(len(files), 'file')}")
 
     def _merge(self, ours: str, theirs: str) -> tuple[str, list[str]]:
         """Three-way merge of two trees over the base tree: (merged tree, conflicting paths)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from dsagent.agent.approval import ApprovalDecision as AgentDecision
 from dsagent.agent.events import ApprovalRequested, Event
+from dsagent.agent.render import sandbox_output
 from dsagent.config import Settings, find_repo_root, parse_model_spec
 from dsagent.tui import messages as ui
 from dsagent.tui.adapter import EventAdapter
@@ -171,9 +172,7 @@ class AgentBridge:
 
     def live_output(self) -> str:
         """What the sandbox command running now has printed so far ("" when none runs)."""
-        run = self.run
-        sandbox = run.sandbox if run is not None else None
-        return sandbox.live_output() if sandbox is not None else ""
+        return sandbox_output(self.run)
 
     def apply(self) -> None:
         if self.run is None:

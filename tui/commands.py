@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsagent.tui.diff_view import DiffView
 from dsagent.tui.session_picker import SessionPicker
+from dsagent.words import counted
 from textual.worker import Worker
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class CommandsMixin:
                 await self.conversation.add_notice("no changes yet")
                 return
             files = sum(1 for line in patch.splitlines() if line.startswith("+++ "))
-            await self.conversation.add_notice(f"session patch: {files} file{'' if files == 1 else 's'} changed")
+            await self.conversation.add_notice(f"session patch: {counted(files, 'file')} changed")
             await self.conversation.mount(DiffView(patch, classes="patch"))
 
         self.run_worker(show(), group="commands", exit_on_error=False)

@@ -6,6 +6,7 @@ it lands in (a long trace stays cheap to stream)."""
 from __future__ import annotations
 
 from dsagent.tui.coalesce import Coalescer
+from dsagent.words import counted
 from textual.containers import Vertical
 from textual.widgets import Collapsible, Static
 
@@ -70,7 +71,7 @@ class ReasoningBlock(Collapsible):
         """Draw what is pending, fold, and say how long the reasoning was."""
         await self._coalescer.drain()
         words = len(self.text.split())
-        self.title = f"Thought ({words} word{'s' if words != 1 else ''})"
+        self.title = f"Thought ({counted(words, 'word')})"
         self.collapsed = True
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dsagent.agent.render import LIVE_TOOLS
+from dsagent.agent.render import LIVE_TOOLS, tail_lines
 from dsagent.tui.diff_view import DiffView
 from dsagent.tui.test_table import TestOutcome, TestTable
 from rich.text import Text
@@ -54,10 +54,6 @@ def summarize_args(name: str, args: dict[str, Any]) -> str:
     if name == "finish":
         return shorten(str(args.get("summary", "")))
     return shorten(json.dumps(args, ensure_ascii=False, sort_keys=True))
-
-
-def tail_lines(text: str, count: int) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-count:])
 
 
 def format_duration(seconds: float) -> str:
