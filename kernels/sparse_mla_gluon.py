@@ -60,6 +60,23 @@ def _load_idx(idx_base, n0, end, BLOCK_N: gl.constexpr, layout: gl.constexpr):
 
 
 @gluon.jit
+def _program(T):
+    """This program's batch row, query, block of 64 heads and key split, from its place in the grid."""
+    pid_bt = gl.program_id(0)
+    return (pid_bt // T).to(gl.int64), pid_bt % T, gl.program_id(1), gl.program_id(2)
+
+
+@gluon.jit
+def _row_buffers(dtype: gl.constexpr, NBUF: gl.constexpr, BLOCK_N: gl.constexpr, DV: gl.constexpr,
+                 DPE: gl.constexpr):  # fmt: skip
+    """NBUF shared-memory buffers for a step's gathered rows: their latent parts and their RoPE parts."""
+    lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DV], dtype)
+    pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DPE], dtype)
+    lat = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DV], lat_smem)
+    return lat, gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DPE], pe_smem)
+
+
+@gluon.jit
 def _load_q(q_base, pid_h, H, stride_qh, DV: gl.constexpr, DPE: gl.constexpr, WARPS: gl.constexpr):
     """The program's 64 heads of q (q_base: its query's row), into shared memory for the score products, by
     WARPS warps."""
@@ -136,11 +153,7 @@ def _sparse_mla_gluon_kernel(
     # q [B, T, H, DV + DPE], kv [B, S, DV + DPE], idx [B, T, K] int32 (-1 = skip); o as in the Triton kernel
     BLOCK_H: gl.constexpr = 64
     dtype: gl.constexpr = q_ptr.dtype.element_ty
-    pid_bt = gl.program_id(0)
-    pid_h = gl.program_id(1)
-    split = gl.program_id(2)
-    b = (pid_bt // T).to(gl.int64)
-    t = pid_bt % T
+    b, t, pid_h, split = _program(T)
 
     # Layouts. Scores [64 heads, BLOCK_N keys] and output [64 heads, DV]: each warpgroup holds half the columns.
     # S_SPLIT: each warpgroup scores half the keys (softmax rows reduced across both); else both score all
@@ -161,11 +174,8 @@ def _sparse_mla_gluon_kernel(
     col_layout: gl.constexpr = gl.SliceLayout(0, s_layout)
     row_layout: gl.constexpr = gl.SliceLayout(1, s_layout)
 
-    lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DV], dtype)
-    pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DPE], dtype)
     ring_smem: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
-    lat = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DV], lat_smem)
-    pe = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DPE], pe_smem)
+    lat, pe = _row_buffers(dtype, NBUF, BLOCK_N, DV, DPE)
     ring = gl.allocate_shared_memory(gl.int32, [NBUF, BLOCK_N], ring_smem)
 
     q_lat, q_pe = _load_q(q_ptr + b * stride_qb + t * stride_qt, pid_h, H, stride_qh, DV, DPE, 8)

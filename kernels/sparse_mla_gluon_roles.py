@@ -32,7 +32,17 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
-from .sparse_mla_gluon import _async_load, _barrier, _load_q, _softmax_step, _store_lse, _store_rows, launch
+from .sparse_mla_gluon import (
+    _async_load,
+    _barrier,
+    _load_q,
+    _program,
+    _row_buffers,
+    _softmax_step,
+    _store_lse,
+    _store_rows,
+    launch,
+)
 
 LOAD_WARPS = 4
 # (rows a step, buffers of a step's rows, rows gathered per cp.async call, the load partition's registers a
@@ -174,18 +184,11 @@ def _sparse_mla_roles_kernel(
 ):  # fmt: skip
     # q [B, T, H, DV + DPE], kv [B, S, DV + DPE], idx [B, T, K] int32 (-1 = skip); o as in the Triton kernel
     dtype: gl.constexpr = q_ptr.dtype.element_ty
-    pid_bt = gl.program_id(0)
-    pid_h = gl.program_id(1)
-    split = gl.program_id(2)
-    b = (pid_bt // T).to(gl.int64)
-    t = pid_bt % T
+    b, t, pid_h, split = _program(T)
 
-    lat_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DV], dtype)
-    pe_smem: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, DPE], dtype)
     p_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, BLOCK_N], dtype)
     vec_layout: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
-    lat = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DV], lat_smem)
-    pe = gl.allocate_shared_memory(dtype, [NBUF, BLOCK_N, DPE], pe_smem)
+    lat, pe = _row_buffers(dtype, NBUF, BLOCK_N, DV, DPE)
     p_smem = gl.allocate_shared_memory(dtype, [64, BLOCK_N], p_layout)
     alpha_smem = gl.allocate_shared_memory(gl.float32, [64], vec_layout)
     ready = gl.allocate_shared_memory(gl.int64, [NBUF, 1], mbarrier.MBarrierLayout())
