@@ -100,6 +100,15 @@ def act_quant(x: torch.Tensor, block: int = BLOCK) -> tuple[torch.Tensor, torch.
     return act_quant_ref(x, block)
 
 
+def fp8_roundtrip(x: torch.Tensor) -> torch.Tensor:
+    """x quantised per 128 values (act_quant) and dequantised again, in x's dtype: one Triton kernel on CUDA."""
+    if x.is_cuda:
+        from dsagent.kernels.fp8_triton import fp8_roundtrip_triton
+
+        return fp8_roundtrip_triton(x)
+    return act_dequant(*act_quant_ref(x)).to(x.dtype)
+
+
 def fp8_gemm(x_fp8: torch.Tensor, x_scale: torch.Tensor, w_fp8: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
     """Dispatcher for the block-scaled fp8 GEMM (see fp8_gemm_ref): cuBLAS or Triton on CUDA."""
     if x_fp8.is_cuda:
@@ -109,6 +118,14 @@ def fp8_gemm(x_fp8: torch.Tensor, x_scale: torch.Tensor, w_fp8: torch.Tensor, w_
     return fp8_gemm_ref(x_fp8, x_scale, w_fp8, w_scale)
 
 
+# Up to this many rows (decode), the CUDA GEMM quantises its input itself (one launch instead of two).
+FUSED_QUANT_ROWS = 16
+
+
 def fp8_linear(x: torch.Tensor, w_fp8: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
     """y = x @ W^T for an fp8 weight: the input is quantised per 128 values first, as the model expects."""
+    if x.is_cuda and x.numel() <= FUSED_QUANT_ROWS * x.shape[-1]:
+        from dsagent.kernels.fp8_triton import fp8_linear_triton
+
+        return fp8_linear_triton(x, w_fp8, w_scale)
     return fp8_gemm(*act_quant(x), w_fp8, w_scale)

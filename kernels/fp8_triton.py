@@ -27,8 +27,11 @@ def _pow2_ceil(v):
 
 
 @triton.jit
-def _act_quant_kernel(x_ptr, y_ptr, s_ptr, M, K, NB, stride_xm, stride_ym, stride_sm, BLOCK_M: tl.constexpr):
-    # x [M, K] -> y [M, K] fp8, s [M, NB] fp32; one program = BLOCK_M rows x one 128-column block
+def _act_quant_kernel(
+    x_ptr, y_ptr, s_ptr, M, K, NB, stride_xm, stride_ym, stride_sm, BLOCK_M: tl.constexpr, ROUNDTRIP: tl.constexpr
+):
+    # x [M, K] -> y [M, K] fp8, s [M, NB] fp32; one program = BLOCK_M rows x one 128-column block.
+    # ROUNDTRIP: y = the fp8 values times their scales, in y's dtype (what a reader of the fp8 copy would see)
     pid_m = tl.program_id(0)
     kb = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -38,8 +41,11 @@ def _act_quant_kernel(x_ptr, y_ptr, s_ptr, M, K, NB, stride_xm, stride_ym, strid
     amax = tl.maximum(tl.max(tl.abs(x), axis=1), 1e-4)
     scale = _pow2_ceil(amax * FP8_MAX_INV)
     y = x / scale[:, None]
+    if ROUNDTRIP:
+        y = y.to(tl.float8e4nv).to(tl.float32) * scale[:, None]  # exact: e4m3 values times powers of two
     tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
-    tl.store(s_ptr + rows * stride_sm + kb, scale, mask=rows < M)
+    if not ROUNDTRIP:
+        tl.store(s_ptr + rows * stride_sm + kb, scale, mask=rows < M)
 
 
 def act_quant_triton(x: torch.Tensor, block: int = QBLOCK, out_dtype=torch.float8_e4m3fn, out=None):
@@ -63,18 +69,42 @@ def act_quant_triton(x: torch.Tensor, block: int = QBLOCK, out_dtype=torch.float
     if M > 0:
         block_m = 16
         grid = (triton.cdiv(M, block_m), NB)
-        _act_quant_kernel[grid](x2, y, s, M, K, NB, x2.stride(0), y.stride(0), s.stride(0), BLOCK_M=block_m)
+        _act_quant_kernel[grid](
+            x2, y, s, M, K, NB, x2.stride(0), y.stride(0), s.stride(0), BLOCK_M=block_m, ROUNDTRIP=False
+        )
     return out
+
+
+def fp8_roundtrip_triton(x: torch.Tensor, out=None) -> torch.Tensor:
+    """x [..., K] -> x quantised per 128 values to e4m3 (ue8m0 scales) and read back, in x's dtype, in one
+    launch (the MLA latent goes through this, as a deployment's fp8 cache would store it)."""
+    assert x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
+    K = x.shape[-1]
+    x2 = x.reshape(-1, K)
+    if x2.stride(-1) != 1:
+        x2 = x2.contiguous()
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device) if out is None else out
+    assert y.shape == x.shape and y.dtype == x.dtype and y.is_contiguous(), (y.shape, y.dtype, x.shape)
+    M = x2.shape[0]
+    if M > 0:
+        block_m = 16
+        grid = (triton.cdiv(M, block_m), triton.cdiv(K, QBLOCK))
+        _act_quant_kernel[grid](x2, y, y, M, K, 0, x2.stride(0), K, 0, BLOCK_M=block_m, ROUNDTRIP=True)
+    return y
 
 
 @triton.jit
 def _fp8_gemm_kernel(
-    a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr,
+    a_ptr, as_ptr, b_ptr, bs_ptr, c_ptr, o_ptr, done_ptr,
     M, N, K, KB_PER_SPLIT,
-    stride_am, stride_asm, stride_bn, stride_bsn, stride_cs, stride_cm,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr,
+    stride_am, stride_asm, stride_bn, stride_bsn, stride_cs, stride_cm, stride_om,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, SPLIT: tl.constexpr,
+    QUANT_A: tl.constexpr,
 ):  # fmt: skip
     # C[split] [M, N] = sum over this split's 128-wide K blocks of (A_blk @ B_blk^T) * sa[m, kb] * sb[n//128, kb]
+    # SPLIT: C holds fp32 partials; the last split to finish a tile sums them (in split order) into O [M, N]
+    # QUANT_A: A is the unquantised activation; each block is quantised here exactly as act_quant would (decode:
+    # a few rows, so the repeated work is small and the act_quant launch is saved)
     pid = tl.program_id(0)
     split = tl.program_id(1)
     num_m = tl.cdiv(M, BLOCK_M)
@@ -105,13 +135,37 @@ def _fp8_gemm_kernel(
             kmask = offs_k < K - (kb0 + i) * 128
             a = tl.load(a_ptrs, mask=kmask[None, :], other=0.0)
             b = tl.load(b_ptrs, mask=kmask[None, :], other=0.0)
-        sa = tl.load(as_ptrs + i)
+        if QUANT_A:
+            a = a.to(tl.float32)
+            sa = _pow2_ceil(tl.maximum(tl.max(tl.abs(a), axis=1), 1e-4) * FP8_MAX_INV)
+            a = (a / sa[:, None]).to(b_ptr.dtype.element_ty)
+        else:
+            sa = tl.load(as_ptrs + i)
         sb = tl.load(bs_ptrs + i)
         acc += tl.dot(a, tl.trans(b)) * sa[:, None] * sb[None, :]
         a_ptrs += 128
         b_ptrs += 128
     c_ptrs = c_ptr + split * stride_cs + offs_m[:, None] * stride_cm + offs_n[None, :]
-    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=(offs_m[:, None] < M) & (offs_n[None, :] < N))
+    cmask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    tl.store(c_ptrs, acc.to(c_ptr.dtype.element_ty), mask=cmask)
+    if SPLIT:
+        _finish_split_tile(c_ptrs - split * stride_cs, stride_cs, o_ptr + offs_m[:, None] * stride_om + offs_n[None, :],
+                           cmask, done_ptr + pid, tl.num_programs(1), BLOCK_M, BLOCK_N)  # fmt: skip
+
+
+@triton.jit
+def _finish_split_tile(part_ptrs, stride_part, o_ptrs, mask, done_ptr, splits, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr):  # fmt: skip
+    """Count this split in; the tile's last split adds up every split's partial and resets the count to 0 (so
+    the counts need no clearing between calls). One launch instead of a GEMM, a sum and a copy. As in a grid
+    sync, the block barrier orders every thread's partial stores before the one acq_rel arrival."""
+    tl.debug_barrier()
+    if tl.atomic_add(done_ptr, 1) == splits - 1:
+        total = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for i in range(splits):
+            total += tl.load(part_ptrs + i * stride_part, mask=mask, other=0.0, cache_modifier=".cg")
+        tl.store(o_ptrs, total.to(o_ptrs.dtype.element_ty), mask=mask)
+        tl.store(done_ptr, 0)
 
 
 def _gemm_config(M: int, N: int, K: int, sms: int) -> tuple[int, int, int, int, int]:
@@ -134,41 +188,68 @@ def fp8_gemm_triton(x_fp8, x_scale, w_fp8, w_scale, out_dtype=torch.bfloat16, co
     """x_fp8 [..., K] with x_scale [..., ceil(K/128)]; w_fp8 [N, K] with w_scale [ceil(N/128), ceil(K/128)];
     returns x @ w^T [..., N] in out_dtype, accumulated in fp32."""
     K = x_fp8.shape[-1]
+    assert x_scale.shape == (*x_fp8.shape[:-1], triton.cdiv(K, 128)), (x_scale.shape, x_fp8.shape)
+    assert x_scale.dtype == torch.float32
+    assert x_fp8.dtype == w_fp8.dtype, (x_fp8.dtype, w_fp8.dtype)
+    sa = x_scale.reshape(-1, x_scale.shape[-1])
+    assert sa.stride(-1) == 1
+    return _gemm(x_fp8, sa, w_fp8, w_scale, out_dtype, config, out)
+
+
+def fp8_linear_triton(x, w_fp8, w_scale, out_dtype=torch.bfloat16, config=None, out=None) -> torch.Tensor:
+    """x [..., K] (bf16/fp16/fp32, a few rows) @ w^T for an fp8 weight [N, K] with 128x128 block scales: the rows
+    are quantised per 128 values inside the GEMM (the same values act_quant gives), in one launch."""
+    assert x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
+    return _gemm(x, None, w_fp8, w_scale, out_dtype, config, out)
+
+
+def _gemm(x, sa, w_fp8, w_scale, out_dtype, config, out) -> torch.Tensor:
+    """Launch the GEMM on x [..., K] (fp8 with row scales sa [M, ceil(K/128)], or unquantised with sa None)."""
+    K = x.shape[-1]
     N = w_fp8.shape[0]
     NB = triton.cdiv(K, 128)
     assert w_fp8.shape == (N, K), (w_fp8.shape, K)
-    assert x_scale.shape == (*x_fp8.shape[:-1], NB), (x_scale.shape, x_fp8.shape)
     assert w_scale.shape == (triton.cdiv(N, 128), NB), (w_scale.shape, N, K)
-    assert x_scale.dtype == torch.float32 and w_scale.dtype == torch.float32
-    assert x_fp8.dtype == w_fp8.dtype, (x_fp8.dtype, w_fp8.dtype)
-    a = x_fp8.reshape(-1, K)
-    sa = x_scale.reshape(-1, NB)
+    assert w_scale.dtype == torch.float32
+    a = x.reshape(-1, K)
     if a.stride(-1) != 1:
         a = a.contiguous()
-    assert w_fp8.stride(-1) == 1 and w_scale.stride(-1) == 1 and sa.stride(-1) == 1
+    assert w_fp8.stride(-1) == 1 and w_scale.stride(-1) == 1
     M = a.shape[0]
     if out is None:
-        out = torch.empty((*x_fp8.shape[:-1], N), dtype=out_dtype, device=x_fp8.device)
-    assert out.shape == (*x_fp8.shape[:-1], N) and out.dtype == out_dtype and out.is_contiguous()
+        out = torch.empty((*x.shape[:-1], N), dtype=out_dtype, device=x.device)
+    assert out.shape == (*x.shape[:-1], N) and out.dtype == out_dtype and out.is_contiguous()
     if M == 0:
         return out
-    sms = _sm_count(x_fp8.device)
+    sms = _sm_count(x.device)
     bm, bn, warps, stages, split = config or _gemm_config(M, N, K, sms)
     kb_per_split = triton.cdiv(NB, split)
     split = triton.cdiv(NB, kb_per_split)
+    tiles = triton.cdiv(M, bm) * triton.cdiv(N, bn)
     if split == 1:
-        c = out.view(1, M, N)
+        c, done = out.view(1, M, N), out
     else:
-        c = torch.empty((split, M, N), dtype=torch.float32, device=a.device)
-    grid = (triton.cdiv(M, bm) * triton.cdiv(N, bn), split)
-    _fp8_gemm_kernel[grid](
-        a, sa, w_fp8, w_scale, c, M, N, K, kb_per_split,
-        a.stride(0), sa.stride(0), w_fp8.stride(0), w_scale.stride(0), c.stride(0), c.stride(1),
-        BLOCK_M=bm, BLOCK_N=bn, GROUP_M=8, EVEN_K=K % 128 == 0, num_warps=warps, num_stages=stages,
+        c, done = torch.empty((split, M, N), dtype=torch.float32, device=a.device), split_counts(tiles, a.device)
+    _fp8_gemm_kernel[(tiles, split)](
+        a, a if sa is None else sa, w_fp8, w_scale, c, out, done, M, N, K, kb_per_split,
+        a.stride(0), 0 if sa is None else sa.stride(0), w_fp8.stride(0), w_scale.stride(0), c.stride(0), c.stride(1),
+        N, BLOCK_M=bm, BLOCK_N=bn, GROUP_M=8, EVEN_K=K % 128 == 0, SPLIT=split > 1, QUANT_A=sa is None,
+        num_warps=warps, num_stages=stages,
     )  # fmt: skip
-    if split > 1:
-        out.view(M, N).copy_(c.sum(0))
     return out
+
+
+_SPLIT_COUNTS: dict[torch.device, torch.Tensor] = {}
+
+
+def split_counts(tiles: int, device) -> torch.Tensor:
+    """Zeroed int32 counts of finished splits per output tile, one buffer per device kept between calls (every
+    GEMM leaves its counts at zero again, so GEMMs that share it must run one after another, on one stream)."""
+    device = torch.device(device)
+    counts = _SPLIT_COUNTS.get(device)
+    if counts is None or counts.numel() < tiles:
+        counts = _SPLIT_COUNTS[device] = torch.zeros(max(tiles, 4096), dtype=torch.int32, device=device)
+    return counts
 
 
 def fp8_gemm_scaled_mm(x_fp8, x_scale, w_fp8, w_scale, out_dtype=torch.bfloat16) -> torch.Tensor:

@@ -11,7 +11,7 @@ Dn/Dv no-RoPE key/value head dims, D model dim, K selected keys per query.
 from __future__ import annotations
 
 import torch
-from dsagent.kernels.fp8 import act_dequant, act_quant
+from dsagent.kernels.fp8 import fp8_roundtrip
 from dsagent.kernels.sparse_mla import sparse_mla
 from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
@@ -68,7 +68,7 @@ class MLA:
         latent, k_pe = self.kv_a(x).split([self.rank, self.rope], dim=-1)
         latent = rms_norm(latent, self.kv_a_norm, self.eps)
         # The latent goes through fp8 and back, as a deployment with an fp8 cache would store it.
-        latent = act_dequant(*act_quant(latent)).to(x.dtype)
+        latent = fp8_roundtrip(latent)
         kv = write_rows(cache.kv, start, torch.cat([latent, apply_rope(k_pe, cos, sin, interleaved=True)], dim=-1))
 
         selected = None
