@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from dsagent.kernels.moe import fused_moe
+from dsagent.kernels.routing import Routing, route
 from dsagent.model.config import ModelConfig
-from dsagent.model.layers import Linear
+from dsagent.model.layers import Linear, matmul_fp32
 
 
 class MLP:
@@ -23,37 +24,27 @@ class MLP:
 
 
 class Gate:
-    """Router: sigmoid (or softmax) scores; the correction bias steers selection only; groups are ranked
-    by their top-2 biased scores (noaux_tc) or their best score, the best topk_group kept."""
+    """Router: the logits x @ W^T in fp32, then kernels.routing picks each token's experts (sigmoid or softmax
+    scores, the correction bias steering selection only, groups ranked by their top-2 biased scores (noaux_tc)
+    or their best score, the best topk_group kept)."""
 
     def __init__(self, config: ModelConfig, weight: torch.Tensor, bias: torch.Tensor | None):
         self.weight = weight  # [E, D] fp32
         self.bias = bias  # [E] fp32 or None
-        self.k, self.groups, self.topk_groups = config.num_experts_per_tok, config.n_group, config.topk_group
-        self.scoring, self.method = config.scoring_func, config.topk_method
-        self.normalise, self.route_scale = config.norm_topk_prob, config.routed_scaling_factor
+        grouped = config.n_group > 1 and config.topk_method != "greedy"
+        self.routing = Routing(
+            k=config.num_experts_per_tok,
+            groups=config.n_group if grouped else 1,
+            topk_groups=config.topk_group if grouped else 1,
+            sigmoid=config.scoring_func == "sigmoid",
+            group_top2=config.topk_method == "noaux_tc",
+            normalise=config.norm_topk_prob,
+            scale=config.routed_scaling_factor,
+        )
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [T, D] -> (weights [T, k] fp32, expert ids [T, k] int64)."""
-        logits = x.float() @ self.weight.T
-        scores = logits.sigmoid() if self.scoring == "sigmoid" else logits.softmax(dim=-1)
-        original = scores
-        if self.bias is not None:
-            scores = scores + self.bias
-        if self.groups > 1 and self.method != "greedy":
-            grouped = scores.view(x.shape[0], self.groups, -1)  # [T, G, E/G]
-            if self.method == "noaux_tc":
-                group_scores = grouped.topk(2, dim=-1)[0].sum(dim=-1)
-            else:
-                group_scores = grouped.amax(dim=-1)
-            keep = group_scores.topk(self.topk_groups, dim=-1)[1]
-            dropped = torch.ones_like(group_scores, dtype=torch.bool).scatter_(1, keep, False)
-            scores = grouped.masked_fill(dropped.unsqueeze(-1), float("-inf")).flatten(1)
-        ids = scores.topk(self.k, dim=-1)[1]
-        weights = original.gather(1, ids)
-        if self.normalise and self.k > 1:
-            weights = weights / weights.sum(dim=-1, keepdim=True)
-        return weights * self.route_scale, ids
+        return route(matmul_fp32(x, self.weight), self.bias, self.routing)
 
 
 class MoE:

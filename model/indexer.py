@@ -11,7 +11,7 @@ from dsagent.kernels.fp8 import act_quant
 from dsagent.kernels.indexer import index_select
 from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
-from dsagent.model.layers import Linear, apply_rope, hadamard, layer_norm
+from dsagent.model.layers import Linear, apply_rope, hadamard, layer_norm, matmul_fp32
 
 
 class Indexer:
@@ -58,6 +58,6 @@ class Indexer:
         k_fp8, k_scale = act_quant(hadamard(k))  # [T, Di], [T, 1]
         keys = write_rows(cache.index_k, start, k_fp8)
         key_scales = write_rows(cache.index_scale, start, k_scale[:, 0])
-        weights = (x.float() @ self.weights_proj.T) * self.heads**-0.5  # [T, Hi]
+        weights = matmul_fp32(x, self.weights_proj) * self.heads**-0.5  # [T, Hi]
         weights = weights * q_scale[..., 0] * self.head_dim**-0.5
         return index_select(q_fp8, weights, keys, key_scales, start, self.topk)  # rows past a position masked

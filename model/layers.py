@@ -11,6 +11,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 from dsagent.kernels.fp8 import fp8_linear, weight_dequant
+from dsagent.kernels.norm import add_rms_norm, rms_norm  # noqa: F401  (the model imports the norms and RoPE,
+from dsagent.kernels.rope import apply_rope  # noqa: F401  which live beside their kernels, from here)
 from dsagent.model.config import ModelConfig
 
 # Elements of a bf16 weight converted to fp32 at once by matmul_fp32 (4 MiB of fp32, cache-sized).
@@ -50,7 +52,12 @@ def matmul_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [..., K] @ weight [N, K]^T in fp32 without an fp32 copy of the whole weight (the LM head).
 
     Row blocks of the weight are converted into one reused fp32 buffer (fresh allocations would fault in
-    new pages for every block)."""
+    new pages for every block). One row on CUDA (decode) goes to a Triton GEMV that reads the weight as it is."""
+    if x.is_cuda:
+        from dsagent.kernels.gemv_triton import gemv_fits, gemv_fp32_triton
+
+        if gemv_fits(x, weight):
+            return gemv_fp32_triton(x, weight)
     x = x.float()
     if weight.dtype == torch.float32:
         return x @ weight.T
@@ -67,22 +74,6 @@ def matmul_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         block.copy_(weight[start : start + rows])
         torch.mm(x2, block.T, out=out[:, start : start + block.shape[0]])
     return out.view(*lead, n)
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm in fp32 (weight fp32), result in x's dtype."""
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (weight * xf).to(x.dtype)
-
-
-def add_rms_norm(
-    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Residual add in fp32 then RMSNorm of the fp32 sum; the stored residual is rounded to x's dtype."""
-    total = x.float() + residual.float()
-    normed = total * torch.rsqrt(total.pow(2).mean(-1, keepdim=True) + eps)
-    return (weight * normed).to(x.dtype), total.to(x.dtype)
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -154,16 +145,3 @@ class Rope:
             pos = torch.arange(start, start + length, device=self.freqs.device, dtype=torch.float32)
         angles = torch.outer(pos, self.freqs)
         return torch.cos(angles) * self.scale, torch.sin(angles) * self.scale
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
-    """Rotate x [T, ..., R] by position. Interleaved pairs (2i, 2i+1) as in MLA, or half-split pairs
-    (i, i + R/2) as in the indexer; computed in fp32, x's dtype out."""
-    shape = (cos.shape[0],) + (1,) * (x.dim() - 2) + (cos.shape[1],)
-    cos, sin = cos.view(shape), sin.view(shape)
-    xf = x.float()
-    if interleaved:
-        a, b = xf[..., 0::2], xf[..., 1::2]
-        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)
-    a, b = xf.chunk(2, dim=-1)
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).to(x.dtype)
