@@ -7,11 +7,42 @@ sees keys s <= offset + t.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
-from dsagent.kernels.fp8 import fp8_to_float
+from dsagent.kernels.fp8 import act_quant, act_quant_ref, fp8_to_float
 
 # Elements of the [t, H, S] fp32 logits held at once by the reference (64 MiB).
 _LOGIT_BUDGET = 1 << 24
+
+
+@lru_cache(maxsize=8)
+def _hadamard(n: int, device: torch.device) -> torch.Tensor:
+    h = torch.ones(1, 1)
+    while h.shape[0] < n:  # Sylvester construction, natural order
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h.to(device)
+
+
+def hadamard(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal Hadamard rotation of the last dim (a power of two), computed in fp32, x's dtype out."""
+    n = x.shape[-1]
+    return (x.float() @ _hadamard(n, x.device) * n**-0.5).to(x.dtype)
+
+
+def hadamard_quant_ref(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The indexer's fp8 queries and keys: x [..., Di] rotated (hadamard), then act_quant -> (fp8, scales)."""
+    return act_quant_ref(hadamard(x))
+
+
+def hadamard_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dispatcher (see hadamard_quant_ref): on CUDA one Triton kernel where the head is one 128-wide block of
+    16-bit values (the tensor cores rotate them exactly)."""
+    if x.is_cuda and x.shape[-1] == 128 and x.dtype in (torch.bfloat16, torch.float16):
+        from dsagent.kernels.hadamard_triton import hadamard_quant_triton
+
+        return hadamard_quant_triton(x, _hadamard(128, x.device))
+    return act_quant(hadamard(x))
 
 
 def index_scores_ref(

@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .elementwise_triton import sum_rows_triton
 from .fp8_triton import FP8_MAX_INV, _pow2_ceil, act_quant_triton
 from .moe_align_triton import moe_align
 
@@ -191,7 +192,7 @@ def fused_moe_triton(x, topk_ids, topk_weights, w13, w2, w13_scale=None, w2_scal
     weights = topk_weights.reshape(-1).to(torch.float32).contiguous()
     h, hs = moe_gate_up(x, pairs, bexp, weights, k, w13, w13_scale, (bm, bn, bk, warps, stages))
     y = moe_down(h, hs, pairs, bexp, w2, w2_scale, P, x.dtype, (bm, bn, bk, warps, stages))
-    return out.copy_(y.view(T, k, D).sum(1, dtype=torch.float32))
+    return sum_rows_triton(y, k=k, out=out)  # each token's k expert outputs summed in fp32, rounded once
 
 
 def moe_gate_up(x, pairs, bexp, weights, k, w13, w13_scale, config):

@@ -6,7 +6,7 @@ Shape legend: T tokens, D model dim, E routed experts, G expert groups, k expert
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from dsagent.kernels.elementwise import add, swiglu
 from dsagent.kernels.moe import fused_moe
 from dsagent.kernels.routing import Routing, route
 from dsagent.model.config import ModelConfig
@@ -20,7 +20,7 @@ class MLP:
         self.gate, self.up, self.down = gate, up, down
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down((F.silu(self.gate(x).float()) * self.up(x).float()).to(x.dtype))
+        return self.down(swiglu(self.gate(x), self.up(x)))
 
 
 class Gate:
@@ -70,4 +70,4 @@ class MoE:
         y = fused_moe(x, ids, weights, self.w13, self.w2, self.w13_scale, self.w2_scale)
         if self.shared is None:
             return y
-        return (y.float() + self.shared(x).float()).to(x.dtype)
+        return add(y, self.shared(x))

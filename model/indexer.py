@@ -7,11 +7,10 @@ R RoPE dims, D model dim, Q q_lora_rank.
 from __future__ import annotations
 
 import torch
-from dsagent.kernels.fp8 import act_quant
-from dsagent.kernels.indexer import index_select
+from dsagent.kernels.indexer import hadamard_quant, index_select
 from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
-from dsagent.model.layers import Linear, apply_rope, hadamard, layer_norm, matmul_fp32
+from dsagent.model.layers import Linear, apply_rope, layer_norm, matmul_fp32
 
 
 class Indexer:
@@ -54,8 +53,8 @@ class Indexer:
         q = self._rope_first(self.wq_b(qr).view(t_len, self.heads, self.head_dim), cos, sin)
         k = layer_norm(self.wk(x), self.k_norm_weight, self.k_norm_bias)
         k = self._rope_first(k, cos, sin)
-        q_fp8, q_scale = act_quant(hadamard(q))  # [T, Hi, Di], [T, Hi, 1]
-        k_fp8, k_scale = act_quant(hadamard(k))  # [T, Di], [T, 1]
+        q_fp8, q_scale = hadamard_quant(q)  # [T, Hi, Di], [T, Hi, 1]
+        k_fp8, k_scale = hadamard_quant(k)  # [T, Di], [T, 1]
         keys = write_rows(cache.index_k, start, k_fp8)
         key_scales = write_rows(cache.index_scale, start, k_scale[:, 0])
         weights = matmul_fp32(x, self.weights_proj) * self.heads**-0.5  # [T, Hi]

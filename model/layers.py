@@ -6,7 +6,6 @@ Shape legend: T tokens, H heads, R RoPE dims, D model dim.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -78,20 +77,6 @@ def matmul_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps).to(x.dtype)
-
-
-@lru_cache(maxsize=8)
-def _hadamard(n: int, device: torch.device) -> torch.Tensor:
-    h = torch.ones(1, 1)
-    while h.shape[0] < n:  # Sylvester construction, natural order
-        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
-    return h.to(device)
-
-
-def hadamard(x: torch.Tensor) -> torch.Tensor:
-    """Orthonormal Hadamard rotation of the last dim (a power of two), computed in fp32, x's dtype out."""
-    n = x.shape[-1]
-    return (x.float() @ _hadamard(n, x.device) * n**-0.5).to(x.dtype)
 
 
 # -- RoPE ------------------------------------------------------------------------------------------
