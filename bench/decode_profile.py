@@ -17,25 +17,12 @@ from dsagent.kernels.indexer import index_select
 from dsagent.kernels.sparse_mla import sparse_mla
 from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
 from dsagent.model.config import ForwardOptions
-from gpu_common import graph_time_ms
+from gpu_common import capture_graph, graph_time_ms
 from long_context import _attention_inputs, build_layer, fill_cache
 from torch.profiler import ProfilerActivity, profile
 
 CUDA = torch.device("cuda")
 CONTEXT = 131072
-
-
-def capture(fn) -> torch.cuda.CUDAGraph:
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
 
 
 def print_kernels(graph: torch.cuda.CUDAGraph, label: str, reps: int = 10) -> None:
@@ -72,7 +59,7 @@ def profile_step() -> None:
         cache.truncate(CONTEXT)
 
     print("step graph ms", graph_time_ms(step), flush=True)
-    print_kernels(capture(step), "layer decode step at 128K (DSA)")
+    print_kernels(capture_graph(step), "layer decode step at 128K (DSA)")
 
 
 def profile_attention() -> None:
@@ -83,7 +70,7 @@ def profile_attention() -> None:
         return sparse_mla(x["q"], x["kv"], idx.view(1, 1, -1), 0.04, 512)
 
     print("attn graph us", graph_time_ms(attention) * 1e3, flush=True)
-    print_kernels(capture(attention), "DSA attention at 128K")
+    print_kernels(capture_graph(attention), "DSA attention at 128K")
 
 
 def time_splits() -> None:
@@ -98,7 +85,7 @@ def time_splits() -> None:
         times = [graph_time_ms(run) * 1e3 for _ in range(3)]
         print(f"sparse MLA T=1 K=2048 nsplit={splits}: {statistics.median(times):.1f} us (graph replay)", flush=True)
         if splits in (8, 32):
-            print_kernels(capture(run), f"sparse MLA nsplit={splits}")
+            print_kernels(capture_graph(run), f"sparse MLA nsplit={splits}")
 
 
 if __name__ == "__main__":

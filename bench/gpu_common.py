@@ -18,8 +18,8 @@ def gpu_time_ms(fn, warmup: int = 25, rep: int = 100) -> float:
     return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
 
 
-def graph_time_ms(fn, iters: int = 20) -> float:
-    """Median time in ms of fn() replayed from a CUDA graph (launch gaps removed)."""
+def capture_graph(fn) -> torch.cuda.CUDAGraph:
+    """fn() captured in a CUDA graph, after three warm-up calls on a side stream."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -29,7 +29,12 @@ def graph_time_ms(fn, iters: int = 20) -> float:
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn()
-    return gpu_time_ms(graph.replay, warmup=5, rep=iters * 5)
+    return graph
+
+
+def graph_time_ms(fn, iters: int = 20) -> float:
+    """Median time in ms of fn() replayed from a CUDA graph (launch gaps removed)."""
+    return gpu_time_ms(capture_graph(fn).replay, warmup=5, rep=iters * 5)
 
 
 @dataclass
