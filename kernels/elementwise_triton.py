@@ -7,6 +7,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .fp8_triton import as_rows
+
 
 @triton.jit
 def _sum_rows_kernel(
@@ -29,21 +31,16 @@ def _sum_rows_kernel(
     tl.store(o_ptr + t * stride_o + cols, acc.to(o_ptr.dtype.element_ty), mask=mask)
 
 
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    rows = x.reshape(-1, x.shape[-1])
-    return rows if rows.stride(-1) == 1 else rows.contiguous()
-
-
 def sum_rows_triton(a: torch.Tensor, b: torch.Tensor | None = None, k: int = 1, silu: bool = False, out=None):
     """a [T*k, D] (any leading shape), b [T, D] or None -> [T, D] in a's dtype (or out's):
     round(sum of each token's k rows of a in fp32) (+ b in fp32, rounded again); with silu (k = 1):
     round(silu(a) * b). All arithmetic in fp32."""
     D = a.shape[-1]
-    ar = _rows(a)
+    ar = as_rows(a)
     assert ar.shape[0] % k == 0, (ar.shape, k)
     T = ar.shape[0] // k
     assert not silu or (b is not None and k == 1)
-    br = None if b is None else _rows(b)
+    br = None if b is None else as_rows(b)
     assert br is None or br.shape == (T, D), (None if br is None else br.shape, T, D)
     if out is None:
         out = torch.empty((T, D) if k > 1 else a.shape, dtype=a.dtype, device=a.device)

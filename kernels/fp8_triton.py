@@ -48,15 +48,32 @@ def _act_quant_kernel(
         tl.store(s_ptr + rows * stride_sm + kb, scale, mask=rows < M)
 
 
+def as_rows(x: torch.Tensor) -> torch.Tensor:
+    """x [..., K] as [rows, K] with unit stride along K: a view where the layout allows, else a copy."""
+    rows = x.reshape(-1, x.shape[-1])
+    return rows if rows.stride(-1) == 1 else rows.contiguous()
+
+
+def _quantise_rows(x2: torch.Tensor, y: torch.Tensor, s: torch.Tensor | None) -> None:
+    """Launch act_quant on x2 [M, K] into y [M, K] and scales s [M, NB]; s None: the fp8 round trip into y."""
+    M, K = x2.shape
+    if M > 0:
+        block_m = 16
+        grid = (triton.cdiv(M, block_m), triton.cdiv(K, QBLOCK))
+        s_args = (y, 0, 0) if s is None else (s, s.shape[1], s.stride(0))
+        _act_quant_kernel[grid](
+            x2, y, s_args[0], M, K, s_args[1], x2.stride(0), y.stride(0), s_args[2], BLOCK_M=block_m,
+            ROUNDTRIP=s is None,
+        )  # fmt: skip
+
+
 def act_quant_triton(x: torch.Tensor, block: int = QBLOCK, out_dtype=torch.float8_e4m3fn, out=None):
     """x [..., K] -> (x_fp8 [..., K], scale [..., ceil(K/128)] fp32), scales 2^ceil(log2(amax/448)).
     `out` = (q, scale) buffers to write into."""
     assert block == QBLOCK, "the kernel quantises in blocks of 128"
     assert x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
     K = x.shape[-1]
-    x2 = x.reshape(-1, K)
-    if x2.stride(-1) != 1:
-        x2 = x2.contiguous()
+    x2 = as_rows(x)
     M, NB = x2.shape[0], triton.cdiv(K, QBLOCK)
     if out is None:
         out = (
@@ -65,13 +82,7 @@ def act_quant_triton(x: torch.Tensor, block: int = QBLOCK, out_dtype=torch.float
         )
     assert out[0].shape == x.shape and out[0].is_contiguous() and out[0].dtype == out_dtype
     assert out[1].shape == (*x.shape[:-1], NB) and out[1].is_contiguous() and out[1].dtype == torch.float32
-    y, s = out[0].view(M, K), out[1].view(M, NB)
-    if M > 0:
-        block_m = 16
-        grid = (triton.cdiv(M, block_m), NB)
-        _act_quant_kernel[grid](
-            x2, y, s, M, K, NB, x2.stride(0), y.stride(0), s.stride(0), BLOCK_M=block_m, ROUNDTRIP=False
-        )
+    _quantise_rows(x2, out[0].view(M, K), out[1].view(M, NB))
     return out
 
 
@@ -79,17 +90,10 @@ def fp8_roundtrip_triton(x: torch.Tensor, out=None) -> torch.Tensor:
     """x [..., K] -> x quantised per 128 values to e4m3 (ue8m0 scales) and read back, in x's dtype, in one
     launch (the MLA latent goes through this, as a deployment's fp8 cache would store it)."""
     assert x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
-    K = x.shape[-1]
-    x2 = x.reshape(-1, K)
-    if x2.stride(-1) != 1:
-        x2 = x2.contiguous()
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device) if out is None else out
     assert y.shape == x.shape and y.dtype == x.dtype and y.is_contiguous(), (y.shape, y.dtype, x.shape)
-    M = x2.shape[0]
-    if M > 0:
-        block_m = 16
-        grid = (triton.cdiv(M, block_m), triton.cdiv(K, QBLOCK))
-        _act_quant_kernel[grid](x2, y, y, M, K, 0, x2.stride(0), K, 0, BLOCK_M=block_m, ROUNDTRIP=True)
+    x2 = as_rows(x)
+    _quantise_rows(x2, y.view(x2.shape), None)
     return y
 
 
@@ -211,9 +215,7 @@ def _gemm(x, sa, w_fp8, w_scale, out_dtype, config, out) -> torch.Tensor:
     assert w_fp8.shape == (N, K), (w_fp8.shape, K)
     assert w_scale.shape == (triton.cdiv(N, 128), NB), (w_scale.shape, N, K)
     assert w_scale.dtype == torch.float32
-    a = x.reshape(-1, K)
-    if a.stride(-1) != 1:
-        a = a.contiguous()
+    a = as_rows(x)
     assert w_fp8.stride(-1) == 1 and w_scale.stride(-1) == 1
     M = a.shape[0]
     if out is None:

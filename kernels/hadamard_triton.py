@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .fp8_triton import FP8_MAX_INV, _pow2_ceil
+from .fp8_triton import FP8_MAX_INV, _pow2_ceil, as_rows
 
 
 @triton.jit
@@ -42,9 +42,7 @@ def hadamard_quant_triton(x: torch.Tensor, h: torch.Tensor, out_dtype=torch.floa
     n = x.shape[-1]
     assert n == 128 and h.shape == (n, n) and h.dtype == torch.float32 and h.is_contiguous(), (x.shape, h.shape)
     assert x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
-    rows = x.reshape(-1, n)
-    if rows.stride(-1) != 1:
-        rows = rows.contiguous()
+    rows = as_rows(x)
     if out is None:
         out = (
             torch.empty(x.shape, dtype=out_dtype, device=x.device),

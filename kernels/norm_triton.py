@@ -9,6 +9,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .fp8_triton import as_rows
+
 
 @triton.jit
 def _rms_norm_kernel(
@@ -29,12 +31,6 @@ def _rms_norm_kernel(
     tl.store(y_ptr + row * stride_y + cols, (w * (t * inv)).to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    """x [..., D] as [rows, D] with unit column stride (a view where the layout allows)."""
-    rows = x.reshape(-1, x.shape[-1])
-    return rows if rows.stride(-1) == 1 else rows.contiguous()
-
-
 def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None, out=None):
     """x [..., D], weight [D] -> RMSNorm(x) in x's dtype; with `residual` [..., D], the pair
     (RMSNorm(x + residual), (x + residual) rounded to x's dtype), the sum taken in fp32. `out`: the output
@@ -42,8 +38,8 @@ def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float, residual:
     D = x.shape[-1]
     assert weight.shape == (D,) and weight.stride(0) == 1, (weight.shape, D)
     assert residual is None or residual.shape == x.shape, (residual.shape, x.shape)
-    xr = _rows(x)
-    rr = xr if residual is None else _rows(residual)
+    xr = as_rows(x)
+    rr = xr if residual is None else as_rows(residual)
     if out is None:
         y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         out = y if residual is None else (y, torch.empty(x.shape, dtype=x.dtype, device=x.device))

@@ -52,11 +52,12 @@ def rope_fits(x: torch.Tensor, cos: torch.Tensor) -> bool:
 def rope_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool, out=None) -> torch.Tensor:
     """x [T, ..., R] (any strides but the last), cos, sin [T, R/2] fp32 -> the rotated x, contiguous, x's dtype
     (written into `out` when given)."""
-    assert rope_fits(x, cos), (x.shape, x.stride(), cos.shape)
-    assert cos.shape == sin.shape == (x.shape[0], x.shape[-1] // 2), (cos.shape, sin.shape, x.shape)
-    assert cos.stride(-1) == 1 and sin.stride(-1) == 1 and cos.dtype == sin.dtype == torch.float32
     xh = _as_heads(x)
+    assert xh is not None and x.dim() >= 2, (x.shape, x.stride())
     T, H, R = xh.shape
+    assert R // 2 > 0 and (R // 2) & (R // 2 - 1) == 0, R
+    assert cos.shape == sin.shape == (T, R // 2), (cos.shape, sin.shape, x.shape)
+    assert cos.stride(-1) == 1 and sin.stride(-1) == 1 and cos.dtype == sin.dtype == torch.float32
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device) if out is None else out
     assert y.shape == x.shape and y.dtype == x.dtype and y.is_contiguous(), (y.shape, y.dtype, x.shape)
     if T * H:
