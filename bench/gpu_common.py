@@ -61,6 +61,42 @@ def measure_ceilings() -> Ceilings:
     return Ceilings(bandwidth, bf16, fp8)
 
 
+def add_row(table: Table, name, shape, flops, nbytes, ms, ceil: Ceilings, peak, target=None):
+    """Add a row; target = (text, predicate on (tflops, bandwidth fraction, floor fraction))."""
+    t_flops, t_bytes = flops / peak, nbytes / ceil.bandwidth
+    floor = max(t_flops, t_bytes)
+    tflops, bw = flops / (ms * 1e-3) / 1e12, nbytes / (ms * 1e-3)
+    achieved = f"{tflops:.0f} TFLOP/s, {bw / 1e12:.2f} TB/s ({bw / ceil.bandwidth:.0%} of copy)"
+    met = "" if target is None else ("yes" if target[1](tflops, bw / ceil.bandwidth, floor / (ms * 1e-3)) else "NO")
+    bound = "compute" if t_flops >= t_bytes else "memory"
+    table.add(name, shape, f"{floor * 1e6:.1f}", bound, f"{ms * 1e3:.1f}", f"{floor / (ms * 1e-3):.0%}", achieved,
+              "" if target is None else target[0], met)  # fmt: skip
+
+
+def timed(fn, graph: bool) -> float:
+    """Median ms after a warm-up; `graph`: replayed from a CUDA graph, as the engine's decode step runs
+    (small kernels would otherwise be timed at the rate Python launches them)."""
+    fn()
+    torch.cuda.synchronize()
+    return graph_time_ms(fn) if graph else gpu_time_ms(fn)
+
+
+def best_config(fn_of_config, configs, graph=False):
+    """Time every config; return (best ms, best config, all timings)."""
+    timings = []
+    for cfg in configs:
+        try:
+            timings.append((timed(fn_of_config(cfg), graph), cfg))
+        except Exception as exc:  # a config can exceed shared memory on this device
+            print(f"  config {cfg} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
+    for ms, cfg in timings:
+        print(f"  config {cfg}: {ms * 1e3:.1f} us", flush=True)
+    if not timings:
+        return float("nan"), None, []
+    ms, cfg = min(timings, key=lambda x: x[0])
+    return ms, cfg, timings
+
+
 def device_slug() -> str:
     name = torch.cuda.get_device_name()
     match = re.search(r"(H100|H200|H800|A100|B200|L40S?|GH200)", name)

@@ -20,52 +20,26 @@ import triton.language as tl
 from dsagent.kernels.fp8_triton import _sm_count, act_quant_triton, fp8_gemm_scaled_mm, fp8_gemm_triton
 from dsagent.kernels.indexer import index_select
 from dsagent.kernels.indexer_triton import index_scores_triton
-from dsagent.kernels.moe_triton import fused_moe_triton
 from dsagent.kernels.sparse_mla_gluon import sparse_mla_gluon
 from dsagent.kernels.sparse_mla_gluon_roles import DECODE_ROLES_CONFIG, sparse_mla_gluon_roles
 from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
 from dsagent.kernels.topk_triton import topk_triton
-from gpu_common import Ceilings, Table, device_slug, gpu_time_ms, graph_time_ms, measure_ceilings, write_report
+from gpu_common import (
+    Ceilings,
+    Table,
+    add_row,
+    best_config,
+    device_slug,
+    gpu_time_ms,
+    measure_ceilings,
+    timed,
+    write_report,
+)
+from kernels_moe import bench_moe
 
 FP8 = torch.float8_e4m3fn
 COLUMNS = ["kernel", "shape", "floor us", "bound", "measured us", "floor/measured", "achieved", "target", "met"]
 CUDA = "cuda"
-
-
-def _row(table: Table, name, shape, flops, nbytes, ms, ceil: Ceilings, peak, target=None):
-    """Add a row; target = (text, predicate on (tflops, bandwidth fraction, floor fraction))."""
-    t_flops, t_bytes = flops / peak, nbytes / ceil.bandwidth
-    floor = max(t_flops, t_bytes)
-    tflops, bw = flops / (ms * 1e-3) / 1e12, nbytes / (ms * 1e-3)
-    achieved = f"{tflops:.0f} TFLOP/s, {bw / 1e12:.2f} TB/s ({bw / ceil.bandwidth:.0%} of copy)"
-    met = "" if target is None else ("yes" if target[1](tflops, bw / ceil.bandwidth, floor / (ms * 1e-3)) else "NO")
-    bound = "compute" if t_flops >= t_bytes else "memory"
-    table.add(name, shape, f"{floor * 1e6:.1f}", bound, f"{ms * 1e3:.1f}", f"{floor / (ms * 1e-3):.0%}", achieved,
-              "" if target is None else target[0], met)  # fmt: skip
-
-
-def _time(fn, graph: bool) -> float:
-    """Median ms after a warm-up; `graph`: replayed from a CUDA graph, as the engine's decode step runs
-    (small kernels would otherwise be timed at the rate Python launches them)."""
-    fn()
-    torch.cuda.synchronize()
-    return graph_time_ms(fn) if graph else gpu_time_ms(fn)
-
-
-def _best(fn_of_config, configs, graph=False):
-    """Time every config; return (best ms, best config, all timings)."""
-    timings = []
-    for cfg in configs:
-        try:
-            timings.append((_time(fn_of_config(cfg), graph), cfg))
-        except Exception as exc:  # a config can exceed shared memory on this device
-            print(f"  config {cfg} failed: {type(exc).__name__}: {str(exc)[:120]}", flush=True)
-    for ms, cfg in timings:
-        print(f"  config {cfg}: {ms * 1e3:.1f} us", flush=True)
-    if not timings:
-        return float("nan"), None, []
-    ms, cfg = min(timings, key=lambda x: x[0])
-    return ms, cfg, timings
 
 
 def _mla_case(ceil, table, name, b, t, s, target, kernels):
@@ -80,8 +54,8 @@ def _mla_case(ceil, table, name, b, t, s, target, kernels):
     goal = (f">= {target} TFLOP/s", lambda tf, bw, fl: tf >= target)
     for label, kernel, configs in kernels:
         run = lambda c, kernel=kernel: lambda: kernel(q, kv, idx, dqk**-0.5, dv, out=out, config=c)
-        ms, cfg, _ = _best(run, configs, graph=t == 1)
-        _row(table, f"sparse MLA {name}, {label} (config {cfg or 'default'})", f"B={b} T={t} H={h} K={k} S={s}",
+        ms, cfg, _ = best_config(run, configs, graph=t == 1)
+        add_row(table, f"sparse MLA {name}, {label} (config {cfg or 'default'})", f"B={b} T={t} H={h} K={k} S={s}",
              flops, nbytes, ms, ceil, ceil.bf16_flops, goal)  # fmt: skip
 
 
@@ -143,7 +117,7 @@ def _stream_back_to_back(caches, out) -> tuple[float, tuple]:
 
     configs = [(block, per_sm, False, 3) for block in (64, 128, 256) for per_sm in (2, 4, 8)]
     configs += [(block, per_sm, True, st) for block in (64, 128, 256) for per_sm in (1, 2, 4) for st in (3, 4, 6)]
-    ms, cfg, _ = _best(run, configs, graph=True)
+    ms, cfg, _ = best_config(run, configs, graph=True)
     return ms / len(caches), cfg
 
 
@@ -160,9 +134,9 @@ def _indexer_case(ceil, table, name, t, s, configs):
     shape = f"T={t} H={h} D={d} S={s}"
     if t > 4:
         run = lambda c: lambda: index_scores_triton(q, w, keys, ks, offset, out=out, config=c)
-        ms, cfg, _ = _best(run, configs)
+        ms, cfg, _ = best_config(run, configs)
         label = f"indexer scores {name} (config {cfg or 'default'})"
-        _row(table, label, shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
+        add_row(table, label, shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
         return
     # The decode kernel is timed as a decode step runs it: 8 calls on 8 caches (135 MB, more than L2 holds) back
     # to back in one graph, per call. One graph replay of one call adds the replay's own cost (several us) and
@@ -174,29 +148,50 @@ def _indexer_case(ceil, table, name, t, s, configs):
         run = lambda k8, k8s: index_scores_triton(q, w, k8, k8s, offset, out=out, decode_config=cfg, tma=tma)
         return lambda: [run(k8, k8s) for k8, k8s in caches]
 
-    ms, cfg, _ = _best(calls, configs, graph=True)
+    ms, cfg, _ = best_config(calls, configs, graph=True)
     ms /= len(caches)
-    _row(table, f"indexer scores {name} (config {cfg or 'default'}), 8 caches back to back in one graph, per call",
+    add_row(table, f"indexer scores {name} (config {cfg or 'default'}), 8 caches back to back in one graph, per call",
          shape, flops, nbytes, ms, ceil, ceil.fp8_flops, target)  # fmt: skip
-    pointers = _time(calls(cfg, tma=False), True) / len(caches)
-    _row(table, f"indexer scores {name}, the same without TMA (keys loaded through pointers)", shape, flops, nbytes,
+    pointers = timed(calls(cfg, tma=False), True) / len(caches)
+    add_row(table, f"indexer scores {name}, the same without TMA (keys loaded through pointers)", shape, flops, nbytes,
          pointers, ceil, ceil.fp8_flops)  # fmt: skip
-    one = _time(lambda: index_scores_triton(q, w, keys, ks, offset, out=out, decode_config=cfg), True)
-    _row(table, f"indexer scores {name}, one call as one graph replay", shape, flops, nbytes, one, ceil, ceil.fp8_flops)
+    one = timed(lambda: index_scores_triton(q, w, keys, ks, offset, out=out, decode_config=cfg), True)
+    add_row(
+        table, f"indexer scores {name}, one call as one graph replay", shape, flops, nbytes, one, ceil, ceil.fp8_flops
+    )
     stream_ms, stream_cfg = _stream_back_to_back(caches, out[0])
     label = f"reference: a read of the same bytes, no math (best of 36 configs: {stream_cfg}), back to back, per call"
-    _row(table, f"{label}: the indexer takes {ms / stream_ms:.2f}x its time", f"S={s} D={d}", 0, nbytes, stream_ms,
+    add_row(table, f"{label}: the indexer takes {ms / stream_ms:.2f}x its time", f"S={s} D={d}", 0, nbytes, stream_ms,
          ceil, ceil.fp8_flops)  # fmt: skip
     pos = torch.full((t,), offset, device=CUDA)
-    ms = _time(lambda: index_select(q, w, keys, ks, pos, 2048), True)
-    _row(table, f"indexer scores + top-k 2048 ({name}: first digit counted while scoring, radix select)", shape,
+    ms = timed(lambda: index_select(q, w, keys, ks, pos, 2048), True)
+    add_row(table, f"indexer scores + top-k 2048 ({name}: first digit counted while scoring, radix select)", shape,
          flops, nbytes, ms, ceil, ceil.fp8_flops)  # fmt: skip
+
+
+def _indexer_longer(ceil, table, s):
+    """The decode kernel on a cache longer than V3.2's context, 2 calls back to back in one graph, per call. The
+    fixed costs of a call (launch, ramp-up, the last wave's tail) shrink against the stream, so this row shows
+    the rate at which the kernel itself streams keys, beside the no-math read of the same bytes."""
+    h, d = 64, 128
+    q, w = torch.randn(1, h, d, device=CUDA).to(FP8), torch.randn(1, h, device=CUDA)
+    caches = [(torch.randn(s, d, device=CUDA).to(FP8), torch.rand(s, device=CUDA)) for _ in range(2)]
+    out = torch.empty(1, s, device=CUDA)
+    ms = timed(lambda: [index_scores_triton(q, w, k8, k8s, s - 1, out=out) for k8, k8s in caches], True) / 2
+    flops, nbytes = 2 * h * d * s, s * (d + 4) + h * (d + 4) + s * 4
+    label = f"indexer scores decode on a longer cache ({s // 131072} x 128K keys, {nbytes / 2**20:.0f} MiB), per call"
+    add_row(table, label, f"T=1 H={h} D={d} S={s}", flops, nbytes, ms, ceil, ceil.fp8_flops)
+    stream_ms, cfg = _stream_back_to_back(caches, out[0])
+    add_row(table, f"reference: a read of the same bytes, no math ({cfg}), per call", f"S={s} D={d}", 0, nbytes,
+         stream_ms, ceil, ceil.fp8_flops)  # fmt: skip
 
 
 def bench_indexer(ceil: Ceilings, table: Table, sweep: bool) -> None:
     # decode kernel (BLOCK_S, programs per SM, warps, stages)
     more = [(bs, p, w, st) for bs in (64, 128, 256) for p in (1, 2, 3, 4) for w in (4, 8) for st in (2, 3, 4)]
     _indexer_case(ceil, table, "decode", 1, 131072, [None, *more] if sweep else [None])
+    for s in (1 << 20, 1 << 22):
+        _indexer_longer(ceil, table, s)
     more = []  # swept on H100: (8|16|32, 128, 4, 2) and (16, 256, 8, 2); (32, 128, 4, 2) is the default
     _indexer_case(ceil, table, "prefill chunk", 2048, 65536, [None, *more])
 
@@ -206,11 +201,11 @@ def _topk_case(ceil, table, t, s, sweep):
     scores[:, s - 64 :] = float("-inf")
     nbytes = t * s * 4 + t * 2048 * 4
     graph = t <= 64
-    ms = _time(lambda: torch.topk(scores, 2048, dim=-1, sorted=False), graph)
-    _row(table, "top-k 2048, torch.topk", f"T={t} S={s}", 0, nbytes, ms, ceil, 1.0)
+    ms = timed(lambda: torch.topk(scores, 2048, dim=-1, sorted=False), graph)
+    add_row(table, "top-k 2048, torch.topk", f"T={t} S={s}", 0, nbytes, ms, ceil, 1.0)
     configs = [256, 512, 1024, 2048, 4096] if sweep else [1024]
-    ms, cfg, _ = _best(lambda c: lambda: topk_triton(scores, 2048, block=c), configs, graph)
-    _row(table, f"top-k 2048, radix select (block {cfg})", f"T={t} S={s}", 0, nbytes, ms, ceil, 1.0)
+    ms, cfg, _ = best_config(lambda c: lambda: topk_triton(scores, 2048, block=c), configs, graph)
+    add_row(table, f"top-k 2048, radix select (block {cfg})", f"T={t} S={s}", 0, nbytes, ms, ceil, 1.0)
 
 
 def bench_topk(ceil: Ceilings, table: Table, sweep: bool) -> None:
@@ -218,7 +213,7 @@ def bench_topk(ceil: Ceilings, table: Table, sweep: bool) -> None:
                  (64, 131072), (2048, 65536)]:  # fmt: skip
         _topk_case(ceil, table, t, s, sweep)
     empty = torch.empty(1, device=CUDA)
-    ms = _time(lambda: empty.fill_(1.0), True)
+    ms = timed(lambda: empty.fill_(1.0), True)
     table.notes.append(f"a graph replay of one trivial kernel takes {ms * 1e3:.1f} us here: part of every graph row")
 
 
@@ -226,13 +221,13 @@ def _gemm_case(ceil, table, label, m, w, ws, sweep):
     n, k = w.shape
     xq, xs = act_quant_triton(torch.randn(m, k, device=CUDA, dtype=torch.bfloat16))
     configs = [None]  # swept on H100 at M=4096: 128x128 and 128x64 tiles lost to the default 64x128
-    ms, cfg, _ = _best(lambda c: lambda: fp8_gemm_triton(xq, xs, w, ws, config=c), configs, m <= 16)
+    ms, cfg, _ = best_config(lambda c: lambda: fp8_gemm_triton(xq, xs, w, ws, config=c), configs, m <= 16)
     flops, nbytes = 2 * m * n * k, n * k + m * k + m * n * 2
     shape = f"M={m} N={n} K={k}"
-    _row(table, f"fp8 GEMM {label} triton ({cfg or 'default'})", shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
+    add_row(table, f"fp8 GEMM {label} triton ({cfg or 'default'})", shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
     try:
-        ms = _time(lambda: fp8_gemm_scaled_mm(xq, xs, w, ws), m <= 16)
-        _row(table, f"fp8 GEMM {label} torch._scaled_mm", shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
+        ms = timed(lambda: fp8_gemm_scaled_mm(xq, xs, w, ws), m <= 16)
+        add_row(table, f"fp8 GEMM {label} torch._scaled_mm", shape, flops, nbytes, ms, ceil, ceil.fp8_flops)
     except Exception as exc:
         print(f"  _scaled_mm block-scaled unavailable: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
 
@@ -240,85 +235,13 @@ def _gemm_case(ceil, table, label, m, w, ws, sweep):
 def bench_fp8(ceil: Ceilings, table: Table, sweep: bool) -> None:
     x = torch.randn(4096, 7168, device=CUDA, dtype=torch.bfloat16)
     ms = gpu_time_ms(lambda: act_quant_triton(x))
-    _row(table, "act_quant", "[4096, 7168] bf16", 0, x.numel() * 3 + x.numel() // 128 * 4, ms, ceil, 1.0)
+    add_row(table, "act_quant", "[4096, 7168] bf16", 0, x.numel() * 3 + x.numel() // 128 * 4, ms, ceil, 1.0)
     shapes = [("wq_a+wkv_a", 2112, 7168), ("wq_b", 24576, 1536), ("wo", 7168, 16384), ("shared w13", 4096, 7168)]
     for label, n, k in shapes:
         w = torch.randn(n, k, device=CUDA).to(FP8)
         ws = torch.rand(math.ceil(n / 128), math.ceil(k / 128), device=CUDA)
         for m in (1, 16, 4096):
             _gemm_case(ceil, table, label, m, w, ws, sweep)
-
-
-def _moe_weights(e, d, inter, fp8):
-    if not fp8:
-        w13 = torch.randn(e, 2 * inter, d, device=CUDA, dtype=torch.bfloat16).mul_(d**-0.5)
-        w2 = torch.randn(e, d, inter, device=CUDA, dtype=torch.bfloat16).mul_(inter**-0.5)
-        return w13, w2, None, None
-    w13 = torch.empty(e, 2 * inter, d, device=CUDA, dtype=FP8)
-    w2 = torch.empty(e, d, inter, device=CUDA, dtype=FP8)
-    for i in range(e):  # expert by expert: a full fp32 temporary would not fit
-        w13[i] = torch.randn(2 * inter, d, device=CUDA, dtype=torch.bfloat16).mul_(64).to(FP8)
-        w2[i] = torch.randn(d, inter, device=CUDA, dtype=torch.bfloat16).mul_(64).to(FP8)
-    s13 = torch.full((e, 2 * inter // 128, d // 128), 1 / 64 / d**0.5, device=CUDA)
-    s2 = torch.full((e, d // 128, inter // 128), 1 / 64 / inter**0.5, device=CUDA)
-    return w13, w2, s13, s2
-
-
-def _dense_equal_flops_ms(tokens, d, inter, fp8):
-    a = torch.randn(tokens, d, device=CUDA, dtype=torch.bfloat16)
-    b1 = torch.randn(2 * inter, d, device=CUDA, dtype=torch.bfloat16)
-    h = torch.randn(tokens, inter, device=CUDA, dtype=torch.bfloat16)
-    b2 = torch.randn(d, inter, device=CUDA, dtype=torch.bfloat16)
-    if not fp8:
-        return gpu_time_ms(lambda: (a @ b1.t(), h @ b2.t()))
-    a, b1, h, b2 = (t.to(FP8) for t in (a, b1, h, b2))
-    one = torch.ones((), device=CUDA)
-    return gpu_time_ms(
-        lambda: (
-            torch._scaled_mm(a, b1.t(), one, one, out_dtype=torch.bfloat16),
-            torch._scaled_mm(h, b2.t(), one, one, out_dtype=torch.bfloat16),
-        )
-    )
-
-
-def _moe_case(ceil, table, weights, t, fp8, sweep):
-    w13, w2, s13, s2 = weights
-    e, two_inter, d = w13.shape
-    inter, k = two_inter // 2, 8
-    x = torch.randn(t, d, device=CUDA, dtype=torch.bfloat16)
-    ids = torch.rand(t, e, device=CUDA).argsort(-1)[:, :k].int()
-    wts = torch.rand(t, k, device=CUDA)
-    configs = [None]
-    if sweep and t >= 1024:
-        # fp8 128-row tiles measured 1.2-1.4x slower (the gate/up kernel spills; runs padded to 128 rows add work)
-        configs += (
-            [(64, 128, 128, 4, 3), (64, 128, 128, 4, 5), (64, 128, 128, 8, 4)]
-            if fp8
-            else [(128, 128, 64, 8, 3), (64, 128, 64, 4, 4)]
-        )
-    ms, cfg, _ = _best(lambda c: lambda: fused_moe_triton(x, ids, wts, w13, w2, s13, s2, config=c), configs, t <= 16)
-    flops = 2 * t * k * 3 * d * inter
-    active = ids.unique().numel()
-    nbytes = active * 3 * d * inter * (1 if fp8 else 2) + t * d * 4
-    peak = ceil.fp8_flops if fp8 else ceil.bf16_flops
-    tag = "fp8" if fp8 else "bf16"
-    if t >= 1024:
-        dense = _dense_equal_flops_ms(t * k, d, inter, fp8)
-        target = (f">= 70% of dense GEMM ({dense * 1e3:.0f} us)", lambda tf, bw, fl: dense / ms >= 0.7)
-        name = f"fused MoE {tag} prefill (config {cfg or 'default'}; {dense / ms:.0%} of dense)"
-    else:
-        target = (">= 60% of bandwidth on expert weights", lambda tf, bw, fl: bw >= 0.6)
-        name = f"fused MoE {tag} decode (config {cfg or 'default'}; {active} experts)"
-    _row(table, name, f"T={t} E={e} D={d} I={inter} k={k}", flops, nbytes, ms, ceil, peak, target)
-
-
-def bench_moe(ceil: Ceilings, table: Table, sweep: bool) -> None:
-    for fp8 in (False, True):
-        weights = _moe_weights(256, 7168, 2048, fp8)
-        for t in (1, 4, 16, 4096):
-            _moe_case(ceil, table, weights, t, fp8, sweep)
-        del weights
-        torch.cuda.empty_cache()
 
 
 def main() -> None:
