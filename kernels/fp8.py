@@ -100,13 +100,15 @@ def act_quant(x: torch.Tensor, block: int = BLOCK) -> tuple[torch.Tensor, torch.
     return act_quant_ref(x, block)
 
 
-def fp8_roundtrip(x: torch.Tensor) -> torch.Tensor:
-    """x quantised per 128 values (act_quant) and dequantised again, in x's dtype: one Triton kernel on CUDA."""
+def fp8_roundtrip(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x quantised per 128 values (act_quant) and dequantised again, in x's dtype: one Triton kernel on CUDA.
+    `out`: where to write (a slice of a larger row will do), returned."""
     if x.is_cuda:
         from dsagent.kernels.fp8_triton import fp8_roundtrip_triton
 
-        return fp8_roundtrip_triton(x)
-    return act_dequant(*act_quant_ref(x)).to(x.dtype)
+        return fp8_roundtrip_triton(x, out=out)
+    y = act_dequant(*act_quant_ref(x)).to(x.dtype)
+    return y if out is None else out.copy_(y)
 
 
 def fp8_gemm(x_fp8: torch.Tensor, x_scale: torch.Tensor, w_fp8: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:

@@ -88,12 +88,13 @@ def act_quant_triton(x: torch.Tensor, block: int = QBLOCK, out_dtype=torch.float
 
 def fp8_roundtrip_triton(x: torch.Tensor, out=None) -> torch.Tensor:
     """x [..., K] -> x quantised per 128 values to e4m3 (ue8m0 scales) and read back, in x's dtype, in one
-    launch (the MLA latent goes through this, as a deployment's fp8 cache would store it)."""
+    launch (the MLA latent goes through this, as a deployment's fp8 cache would store it). `out`: a tensor of
+    x's shape whose rows are evenly strided with unit stride along K (a slice of a larger row will do)."""
     assert x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device) if out is None else out
-    assert y.shape == x.shape and y.dtype == x.dtype and y.is_contiguous(), (y.shape, y.dtype, x.shape)
+    assert y.shape == x.shape and y.dtype == x.dtype and y.stride(-1) == 1, (y.shape, y.dtype, x.shape)
     x2 = as_rows(x)
-    _quantise_rows(x2, y.view(x2.shape), None)
+    _quantise_rows(x2, y.view(x2.shape), None)  # raises where y's rows are not evenly strided
     return y
 
 

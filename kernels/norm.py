@@ -1,4 +1,4 @@
-"""RMSNorm, alone and after the residual add (PyTorch reference + dispatcher).
+"""RMSNorm, alone and after the residual add, and LayerNorm (PyTorch reference + dispatcher).
 
 Both normalise in fp32 and round once to the activation dtype; the residual sum is kept unrounded for the
 norm and stored rounded, as the DeepSeek-V3.2 reference does.
@@ -25,6 +25,11 @@ def add_rms_norm_ref(
     return (weight * normed).to(x.dtype), total.to(x.dtype)
 
 
+def layer_norm_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x [..., D], weight, bias [D] fp32 -> LayerNorm(x) computed in fp32, in x's dtype (the indexer's keys)."""
+    return torch.nn.functional.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps).to(x.dtype)
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """Dispatcher (see rms_norm_ref): one Triton kernel on CUDA instead of seven elementwise ones."""
     if x.is_cuda:
@@ -43,3 +48,12 @@ def add_rms_norm(
 
         return rms_norm_triton(x, weight, eps, residual=residual)
     return add_rms_norm_ref(x, residual, weight, eps)
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Dispatcher (see layer_norm_ref): one Triton kernel on CUDA instead of a cast, the norm and a cast back."""
+    if x.is_cuda:
+        from dsagent.kernels.norm_triton import layer_norm_triton
+
+        return layer_norm_triton(x, weight, bias, eps)
+    return layer_norm_ref(x, weight, bias, eps)

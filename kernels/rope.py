@@ -19,11 +19,15 @@ def rope_ref(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved:
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1).to(x.dtype)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
-    """Dispatcher (see rope_ref): one Triton kernel on CUDA where the layout allows, instead of about ten."""
+def apply_rope(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Dispatcher (see rope_ref): one Triton kernel on CUDA where the layout allows, instead of about ten.
+    `out`: where to write (a slice of a larger row, or x itself to rotate in place), returned."""
     if x.is_cuda:
         from dsagent.kernels.rope_triton import rope_fits, rope_triton
 
-        if rope_fits(x, cos):
-            return rope_triton(x, cos, sin, interleaved)
-    return rope_ref(x, cos, sin, interleaved)
+        if rope_fits(x, cos, out):
+            return rope_triton(x, cos, sin, interleaved, out=out)
+    y = rope_ref(x, cos, sin, interleaved)
+    return y if out is None else out.copy_(y)

@@ -43,15 +43,17 @@ def _as_heads(x: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
-def rope_fits(x: torch.Tensor, cos: torch.Tensor) -> bool:
-    """Whether rope_triton takes x: at least [T, R] with R/2 a power of two, middle dims that merge."""
+def rope_fits(x: torch.Tensor, cos: torch.Tensor, out: torch.Tensor | None = None) -> bool:
+    """Whether rope_triton takes x (and out): at least [T, R] with R/2 a power of two, middle dims that merge."""
     half = x.shape[-1] // 2
-    return x.dim() >= 2 and half > 0 and half & (half - 1) == 0 and cos.shape[-1] == half and _as_heads(x) is not None
+    merge = _as_heads(x) is not None and (out is None or _as_heads(out) is not None)
+    return x.dim() >= 2 and half > 0 and half & (half - 1) == 0 and cos.shape[-1] == half and merge
 
 
 def rope_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool, out=None) -> torch.Tensor:
-    """x [T, ..., R] (any strides but the last), cos, sin [T, R/2] fp32 -> the rotated x, contiguous, x's dtype
-    (written into `out` when given)."""
+    """x [T, ..., R] (any strides but the last), cos, sin [T, R/2] fp32 -> the rotated x in x's dtype, written
+    into `out` when given: any view of x's shape with unit stride along R (a slice of a larger row), or x itself
+    (each program reads its pairs before writing them)."""
     xh = _as_heads(x)
     assert xh is not None and x.dim() >= 2, (x.shape, x.stride())
     T, H, R = xh.shape
@@ -59,11 +61,12 @@ def rope_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleav
     assert cos.shape == sin.shape == (T, R // 2), (cos.shape, sin.shape, x.shape)
     assert cos.stride(-1) == 1 and sin.stride(-1) == 1 and cos.dtype == sin.dtype == torch.float32
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device) if out is None else out
-    assert y.shape == x.shape and y.dtype == x.dtype and y.is_contiguous(), (y.shape, y.dtype, x.shape)
+    yh = _as_heads(y)
+    assert y.shape == x.shape and y.dtype == x.dtype and yh is not None, (y.shape, y.dtype, y.stride(), x.shape)
     if T * H:
         block_h = min(16, triton.next_power_of_2(H))
         _rope_kernel[(T, triton.cdiv(H, block_h))](
-            xh, cos, sin, y, H, xh.stride(0), xh.stride(1), H * R, R, cos.stride(0), sin.stride(0),
+            xh, cos, sin, yh, H, xh.stride(0), xh.stride(1), yh.stride(0), yh.stride(1), cos.stride(0), sin.stride(0),
             HALF=R // 2, BLOCK_H=block_h, INTERLEAVED=interleaved, num_warps=4,
         )  # fmt: skip
     return y

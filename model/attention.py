@@ -16,10 +16,13 @@ from dsagent.kernels.sparse_mla import sparse_mla
 from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
 from dsagent.model.indexer import Indexer
-from dsagent.model.layers import Linear, apply_rope, rms_norm
+from dsagent.model.layers import Linear, apply_rope, fuse_rows, rms_norm
 
 # Elements of the [t, H, S] score block the expanded form holds at once.
 _SCORE_BUDGET = 1 << 24
+# Up to this many tokens (decode) q_a, the indexer's wk and kv_a run as one GEMM. Above it they run apart: the
+# large q_a then goes to cuBLAS, which the fused width (not a multiple of 512) would not.
+_FUSED_INPUT_ROWS = 16
 
 
 class MLA:
@@ -41,6 +44,12 @@ class MLA:
         self.q_a, self.q_a_norm, self.q_b = q_a, q_a_norm, q_b  # q_b is q_proj when q_lora_rank is null
         self.kv_a, self.kv_a_norm, self.kv_b, self.o = kv_a, kv_a_norm, kv_b, o
         self.indexer = indexer
+        # q_a, the indexer's wk and kv_a all read x: stacked into one weight (their own become views of it)
+        inputs = [layer for layer in (q_a, indexer and indexer.wk, kv_a) if layer is not None]
+        self.x_proj, self.x_split = fuse_rows(inputs), [layer.out_features for layer in inputs]
+        # q_b and the indexer's wq_b both read qr: one GEMM at every size (V3.2's stacked width, like each of
+        # theirs, is a multiple of 512, so prefill keeps cuBLAS)
+        self.qr_proj = fuse_rows([q_b, indexer.wq_b]) if q_a is not None and indexer is not None else None
 
     def __call__(
         self,
@@ -58,31 +67,46 @@ class MLA:
         `start` may be the positions [T] as a device tensor (Transformer.step_at): then attention reads the
         whole allocated cache with the rows past each position masked (absorbed form only)."""
         t_len = x.shape[0]
-        qr = None
-        if self.q_a is not None:
-            qr = rms_norm(self.q_a(x), self.q_a_norm, self.eps)
-        q = self.q_b(x if qr is None else qr).view(t_len, self.heads, self.nope + self.rope)
-        q_nope, q_pe = q.split([self.nope, self.rope], dim=-1)
-        q_pe = apply_rope(q_pe, cos, sin, interleaved=True)
+        qa, index_k, kv_a = self._project_inputs(x)
+        qr = None if qa is None else rms_norm(qa, self.q_a_norm, self.eps)
+        q, index_q = self._project_queries(x if qr is None else qr)
+        q_nope, q_pe = q.view(t_len, self.heads, self.nope + self.rope).split([self.nope, self.rope], dim=-1)
 
-        latent, k_pe = self.kv_a(x).split([self.rank, self.rope], dim=-1)
-        latent = rms_norm(latent, self.kv_a_norm, self.eps)
+        latent, k_pe = kv_a.split([self.rank, self.rope], dim=-1)
+        row = torch.empty(t_len, self.rank + self.rope, dtype=x.dtype, device=x.device)  # this step's cache rows
         # The latent goes through fp8 and back, as a deployment with an fp8 cache would store it.
-        latent = fp8_roundtrip(latent)
-        kv = write_rows(cache.kv, start, torch.cat([latent, apply_rope(k_pe, cos, sin, interleaved=True)], dim=-1))
+        fp8_roundtrip(rms_norm(latent, self.kv_a_norm, self.eps), out=row[:, : self.rank])
+        apply_rope(k_pe, cos, sin, interleaved=True, out=row[:, self.rank :])
+        kv = write_rows(cache.kv, start, row)
 
         selected = None
         if self.indexer is not None:
-            selected = self.indexer(x, qr, start, cos, sin, cache)  # [T, K]
+            selected = self.indexer(x, qr, start, cos, sin, cache, index_q, index_k)  # [T, K]
             if trace is not None:
                 trace["topk"] = selected
         if dense:
             selected = None
         if form == "expanded":
-            out = self._expanded(q_nope, q_pe, kv, start, selected)
+            out = self._expanded(q_nope, apply_rope(q_pe, cos, sin, interleaved=True), kv, start, selected)
         else:
-            out = self._absorbed(q_nope, q_pe, kv, start, selected)
+            out = self._absorbed(q_nope, q_pe, (cos, sin), kv, start, selected)
         return self.o(out.flatten(1))
+
+    def _project_queries(self, qr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(q_b(qr), the indexer's wq_b(qr) or None when the indexer should compute it)."""
+        if self.qr_proj is None:
+            return self.q_b(qr), None
+        q, index_q = self.qr_proj(qr).split([self.q_b.out_features, self.indexer.wq_b.out_features], dim=-1)
+        return q, index_q
+
+    def _project_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """(q_a(x) or None, the indexer's wk(x) or None when the indexer should compute it, kv_a(x))."""
+        if self.x_proj is None or x.shape[0] > _FUSED_INPUT_ROWS:
+            return None if self.q_a is None else self.q_a(x), None, self.kv_a(x)
+        parts = list(self.x_proj(x).split(self.x_split, dim=-1))
+        qa = parts.pop(0) if self.q_a is not None else None
+        index_k = parts.pop(0) if self.indexer is not None else None
+        return qa, index_k, parts[0]
 
     def _expanded(
         self, q_nope: torch.Tensor, q_pe: torch.Tensor, kv: torch.Tensor, start: int, selected: torch.Tensor | None
@@ -108,14 +132,17 @@ class MLA:
         self,
         q_nope: torch.Tensor,
         q_pe: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         kv: torch.Tensor,
         start: int | torch.Tensor,
         selected: torch.Tensor | None,
     ) -> torch.Tensor:
         t_len, s_len, dtype = q_nope.shape[0], kv.shape[0], q_nope.dtype
         w = self.kv_b.dense(dtype).view(self.heads, self.nope + self.dv, self.rank)  # [H, Dn+Dv, C]
-        q_latent = torch.einsum("thd,hdc->thc", q_nope, w[:, : self.nope])  # [T, H, C]
-        q = torch.cat([q_latent, q_pe], dim=-1)  # [T, H, C+R]
+        # q = [q_nope W_uk, rope(q_pe)] [T, H, C+R], each part written in place (no concatenation)
+        q = torch.empty(t_len, self.heads, self.rank + self.rope, dtype=dtype, device=q_nope.device)
+        torch.bmm(q_nope.transpose(0, 1), w[:, : self.nope], out=q[..., : self.rank].transpose(0, 1))
+        apply_rope(q_pe, *rope, interleaved=True, out=q[..., self.rank :])
         if selected is None:  # dense attention: every visible key
             pos = torch.arange(s_len, device=q.device, dtype=torch.int32).expand(t_len, s_len)
             if not isinstance(start, torch.Tensor):

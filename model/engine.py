@@ -112,7 +112,8 @@ def _tensors(obj, depth: int = 0) -> Iterator[torch.Tensor]:
             yield from _tensors(item, depth + 1)
     elif hasattr(obj, "__dict__") and depth < 6 and not isinstance(obj, ModelConfig | ForwardOptions):
         for name, value in vars(obj).items():
-            if name not in ("_dense", "rope"):  # derived tables and dequantised caches are not weights
+            # derived tables and dequantised caches are not weights; a fused projection is its layers' weights
+            if name not in ("_dense", "rope", "x_proj", "qr_proj", "gate_up"):
                 yield from _tensors(value, depth + 1)
 
 

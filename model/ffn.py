@@ -10,7 +10,7 @@ from dsagent.kernels.elementwise import add, swiglu
 from dsagent.kernels.moe import fused_moe
 from dsagent.kernels.routing import Routing, route
 from dsagent.model.config import ModelConfig
-from dsagent.model.layers import Linear, matmul_fp32
+from dsagent.model.layers import Linear, fuse_rows, matmul_fp32
 
 
 class MLP:
@@ -18,9 +18,12 @@ class MLP:
 
     def __init__(self, gate: Linear, up: Linear, down: Linear):
         self.gate, self.up, self.down = gate, up, down
+        self.gate_up = fuse_rows([gate, up])  # one GEMM for both (their weights become views of its weight)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(swiglu(self.gate(x), self.up(x)))
+        if self.gate_up is None:
+            return self.down(swiglu(self.gate(x), self.up(x)))
+        return self.down(swiglu(*self.gate_up(x).split([self.gate.out_features, self.up.out_features], dim=-1)))
 
 
 class Gate:

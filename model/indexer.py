@@ -32,9 +32,11 @@ class Indexer:
         self.interleaved_rope = interleaved_rope  # a deliberately wrong variant, for tests
 
     def _rope_first(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        # The indexer puts the RoPE part first in each head and rotates half-split pairs.
-        pe, rest = x.split([self.rope_dim, self.head_dim - self.rope_dim], dim=-1)
-        return torch.cat([apply_rope(pe, cos, sin, self.interleaved_rope), rest], dim=-1)
+        # The indexer puts the RoPE part first in each head and rotates half-split pairs; x is this step's own
+        # projection, so its RoPE part is rotated in place.
+        pe = x[..., : self.rope_dim]
+        apply_rope(pe, cos, sin, self.interleaved_rope, out=pe)
+        return x
 
     def __call__(
         self,
@@ -44,14 +46,18 @@ class Indexer:
         cos: torch.Tensor,
         sin: torch.Tensor,
         cache: LayerCache,
+        q_proj: torch.Tensor | None = None,
+        k_proj: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x [T, D], qr [T, Q] -> selected key positions [T, index_topk] int32 (-1 = none).
+        """x [T, D], qr [T, Q] -> selected key positions [T, index_topk] int32 (-1 = none). `q_proj`, `k_proj`:
+        wq_b(qr) and wk(x) when the caller has them already (computed in one GEMM with its own projections).
 
         `start` may be the positions [T] as a device tensor: every allocated key is scored and the causal
         mask is applied on the device (no host value changes with the position)."""
         t_len = x.shape[0]
-        q = self._rope_first(self.wq_b(qr).view(t_len, self.heads, self.head_dim), cos, sin)
-        k = layer_norm(self.wk(x), self.k_norm_weight, self.k_norm_bias)
+        q = self.wq_b(qr) if q_proj is None else q_proj
+        q = self._rope_first(q.view(t_len, self.heads, self.head_dim), cos, sin)
+        k = layer_norm(self.wk(x) if k_proj is None else k_proj, self.k_norm_weight, self.k_norm_bias)
         k = self._rope_first(k, cos, sin)
         q_fp8, q_scale = hadamard_quant(q)  # [T, Hi, Di], [T, Hi, 1]
         k_fp8, k_scale = hadamard_quant(k)  # [T, Di], [T, 1]

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 from dsagent.kernels.fp8 import fp8_linear, weight_dequant
-from dsagent.kernels.norm import add_rms_norm, rms_norm  # noqa: F401  (the model imports the norms and RoPE,
+from dsagent.kernels.norm import add_rms_norm, layer_norm, rms_norm  # noqa: F401  (the model imports the norms and RoPE,
 from dsagent.kernels.rope import apply_rope  # noqa: F401  which live beside their kernels, from here)
 from dsagent.model.config import ModelConfig
 
@@ -47,6 +47,33 @@ class Linear:
         return self.weight.nbytes + (0 if self.scale is None else self.scale.nbytes)
 
 
+def fuse_rows(linears: list[Linear]) -> Linear | None:
+    """One Linear whose rows are those of `linears` in order, for layers that read the same input: one GEMM
+    instead of several at decode, where each small GEMM costs its launch and ramp-up more than its bytes. The
+    given layers' weights (and scales) become views of the fused ones, so nothing is held twice. None where
+    they can't be stacked: fewer than two, different dtypes, devices or input widths, or an fp8 layer before
+    the last whose rows don't fill whole 128-row scale blocks."""
+    if len(linears) < 2:
+        return None
+    first = linears[0].weight
+    fp8 = linears[0].scale is not None
+    kind = lambda layer: (layer.scale is not None, layer.weight.dtype, layer.weight.device, layer.weight.shape[1])
+    if any(kind(layer) != kind(linears[0]) for layer in linears):
+        return None
+    if fp8 and any(layer.out_features % 128 for layer in linears[:-1]):
+        return None
+    weight = torch.cat([layer.weight.view(torch.uint8) if fp8 else layer.weight for layer in linears]).view(first.dtype)
+    scale = torch.cat([layer.scale for layer in linears]) if fp8 else None
+    row = block = 0
+    for layer in linears:
+        n, blocks = layer.out_features, 0 if scale is None else layer.scale.shape[0]
+        layer.weight, layer._dense = weight[row : row + n], None
+        if scale is not None:
+            layer.scale = scale[block : block + blocks]
+        row, block = row + n, block + blocks
+    return Linear(weight, scale)
+
+
 def matmul_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [..., K] @ weight [N, K]^T in fp32 without an fp32 copy of the whole weight (the LM head).
 
@@ -73,10 +100,6 @@ def matmul_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         block.copy_(weight[start : start + rows])
         torch.mm(x2, block.T, out=out[:, start : start + block.shape[0]])
     return out.view(*lead, n)
-
-
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps).to(x.dtype)
 
 
 # -- RoPE ------------------------------------------------------------------------------------------

@@ -63,6 +63,11 @@ def test_fp8_roundtrip_matches_reference(shape, dtype, device):
     ref = act_dequant(*act_quant_ref(x)).to(dtype)
     out = fp8_roundtrip_triton(x, out=torch.full(shape, float("nan"), device=device, dtype=dtype))
     assert torch.equal(out, ref)  # e4m3 values times powers of two: exact
+    # into the first columns of wider rows, as the latent lands in its cache row beside the RoPE part
+    wide = torch.full((*shape[:-1], shape[-1] + 64), float("nan"), device=device, dtype=dtype)
+    if len(shape) == 2:
+        assert torch.equal(fp8_roundtrip_triton(x, out=wide[:, : shape[-1]]), ref)
+        assert wide[:, shape[-1] :].isnan().all()
 
 
 @pytest.mark.parametrize(("m", "n", "k", "config"), [(1, 200, 640, None), (3, 130, 300, (16, 64, 4, 2, 2)),

@@ -1,11 +1,11 @@
-"""The RMSNorm and RoPE kernels against their PyTorch references."""
+"""The RMSNorm, LayerNorm and RoPE kernels against their PyTorch references."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from dsagent.kernels.norm import add_rms_norm_ref, rms_norm_ref
-from dsagent.kernels.norm_triton import rms_norm_triton
+from dsagent.kernels.norm import add_rms_norm_ref, layer_norm_ref, rms_norm_ref
+from dsagent.kernels.norm_triton import layer_norm_triton, rms_norm_triton
 from dsagent.kernels.rope import rope_ref
 from dsagent.kernels.rope_triton import rope_fits, rope_triton
 
@@ -46,6 +46,27 @@ def test_rms_norm_bf16_gpu(shape, rmse):
     _check_norm(shape, torch.bfloat16, "cuda", rmse, strided=True)
 
 
+def _check_layer_norm(shape, dtype, device, rmse):
+    d = shape[-1]
+    x = (torch.randn(*shape[:-1], d + 3, device=device) * 3 + 2)[..., :d].to(dtype)  # strided rows, mean far from 0
+    weight, bias = torch.rand(d, device=device) + 0.5, torch.randn(d, device=device)
+    y = layer_norm_triton(x, weight, bias, 1e-6)
+    assert y.shape == x.shape and y.dtype == dtype
+    assert rmse(y, layer_norm_ref(x, weight, bias, 1e-6)) < TOL[dtype] * (4 if dtype == torch.float32 else 1)
+
+
+@pytest.mark.parametrize("shape", [(1, 128), (5, 300), (2, 3, 7)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_layer_norm_matches_reference(shape, dtype, device, rmse):
+    _check_layer_norm(shape, dtype, device, rmse)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", [(1, 128), (4096, 128), (9, 7168)])
+def test_layer_norm_bf16_gpu(shape, rmse):
+    _check_layer_norm(shape, torch.bfloat16, "cuda", rmse)
+
+
 def _check_rope(t, heads, r, interleaved, dtype, device, rmse):
     # a slice of a wider projection output, as q_pe is of q: strides over tokens and heads, unit along R
     full = (torch.randn(t, heads, r + 7, device=device) * 4).to(dtype)
@@ -53,8 +74,16 @@ def _check_rope(t, heads, r, interleaved, dtype, device, rmse):
     angles = torch.rand(t, r // 2, device=device) * 100
     cos, sin = angles.cos(), angles.sin()
     assert rope_fits(x, cos)
+    ref = rope_ref(x, cos, sin, interleaved)
     out = rope_triton(x, cos, sin, interleaved, out=_poisoned(x.shape, dtype, device))
-    assert rmse(out, rope_ref(x, cos, sin, interleaved)) < TOL[dtype]
+    assert rmse(out, ref) < TOL[dtype]
+    # into a slice of a wider row (as q_pe's rotation lands beside the latent part of q), then in place
+    row = _poisoned((*x.shape[:-1], r + 5), dtype, device)
+    into = rope_triton(x, cos, sin, interleaved, out=row[..., 5:])
+    assert into.data_ptr() == row[..., 5:].data_ptr() and torch.equal(into, out)
+    assert row[..., :5].isnan().all()  # nothing written outside the slice
+    assert rope_fits(x, cos, out=x)
+    assert torch.equal(rope_triton(x, cos, sin, interleaved, out=x), out)
 
 
 @pytest.mark.parametrize(("t", "heads", "r"), [(1, 128, 64), (3, 1, 64), (5, 20, 16), (2, 3, 2)])

@@ -8,6 +8,7 @@ from dsagent.kernels.fp8 import FP8, act_dequant, act_quant, fp8_gemm, fp8_linea
 from dsagent.kernels.indexer import index_scores, index_topk
 from dsagent.kernels.moe import fused_moe
 from dsagent.kernels.sparse_mla import sparse_mla
+from dsagent.model.layers import Linear, fuse_rows
 from dsagent.model.writer import quantize_weight
 
 
@@ -111,3 +112,25 @@ def test_fused_moe_equals_a_loop_over_tokens(gen: torch.Generator, fp8: bool) ->
             total += weights[t, j] * (h @ d.T)
         # fp8 quantises the activations too: compare directions; bf16 only rounds.
         assert torch.nn.functional.cosine_similarity(out[t].float(), total, dim=0) > (0.995 if fp8 else 0.9999)
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+def test_fused_rows_give_each_layers_product(gen: torch.Generator, fp8: bool) -> None:
+    # as q_a, the indexer's wk and kv_a are stacked: whole 128-row scale blocks, then a ragged last layer
+    sizes = [256, 128, 96]
+    weights = [torch.randn(n, 300, generator=gen) for n in sizes]
+    layers = [Linear(*quantize_weight(w)) if fp8 else Linear(w.to(torch.bfloat16)) for w in weights]
+    x = torch.randn(2, 300, generator=gen).to(torch.bfloat16)
+    alone = [layer(x) for layer in layers]
+    fused = fuse_rows(layers)
+    assert fused is not None and fused.weight.shape == (480, 300)
+    assert (fused.scale.shape == (4, 3)) if fp8 else fused.scale is None  # 2 + 1 + 1 blocks of rows
+    for layer, part, ref in zip(layers, fused(x).split(sizes, dim=-1), alone, strict=True):
+        torch.testing.assert_close(part, ref)
+        assert torch.equal(layer(x), ref)  # each layer still computes the same: its weight is a view of the fused one
+        assert layer.weight.untyped_storage().data_ptr() == fused.weight.untyped_storage().data_ptr()
+    assert fuse_rows(layers[:1]) is None
+    assert fuse_rows([Linear(torch.randn(8, 300)), Linear(torch.randn(8, 200))]) is None  # different input widths
+    if fp8:  # a layer before the last that ends inside a 128-row scale block
+        ragged = [Linear(*quantize_weight(torch.randn(n, 300, generator=gen))) for n in (96, 128)]
+        assert fuse_rows(ragged) is None
