@@ -1,7 +1,8 @@
 """Where a batch-1 decode step's time goes: one full-size V3.2 layer (fp8 weights, random) decoding one token at
 128K context, captured in a CUDA graph and replayed under the torch profiler; prints each kernel's time per
-replay, the kernel count and the span of a replay. Also profiles DSA attention alone, and times the sparse MLA
-kernel at one query over 2048 rows for several key-split counts. Needs a CUDA GPU.
+replay, the kernel count, the span of a replay and one replay's kernels in launch order. Also profiles DSA
+attention alone, and times the sparse MLA kernel at one query over 2048 rows for several key-split counts.
+Needs a CUDA GPU.
 
     python bench/decode_profile.py [step] [attn] [split]     (all three by default)
 """
@@ -47,6 +48,9 @@ def print_kernels(graph: torch.cuda.CUDAGraph, label: str, reps: int = 10) -> No
     per = len(ordered) // reps
     spans = [ordered[i * per + per - 1].time_range.end - ordered[i * per].time_range.start for i in range(reps)]
     print(f"  span of a replay (first kernel start to last end): {statistics.median(spans):.1f} us")
+    print("  one replay, in launch order:")
+    for e in ordered[:per]:
+        print(f"    {e.time_range.elapsed_us():6.1f} us  {e.name[:100]}")
 
 
 def profile_step() -> None:
