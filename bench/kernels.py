@@ -56,7 +56,7 @@ def _mla_case(ceil, table, name, b, t, s, target, kernels):
         run = lambda c, kernel=kernel: lambda: kernel(q, kv, idx, dqk**-0.5, dv, out=out, config=c)
         ms, cfg, _ = best_config(run, configs, graph=t == 1)
         add_row(table, f"sparse MLA {name}, {label} (config {cfg or 'default'})", f"B={b} T={t} H={h} K={k} S={s}",
-             flops, nbytes, ms, ceil, ceil.bf16_flops, goal)  # fmt: skip
+                flops, nbytes, ms, ceil, ceil.bf16_flops, goal)  # fmt: skip
 
 
 def bench_sparse_mla(ceil: Ceilings, table: Table, sweep: bool) -> None:
@@ -151,10 +151,10 @@ def _indexer_case(ceil, table, name, t, s, configs):
     ms, cfg, _ = best_config(calls, configs, graph=True)
     ms /= len(caches)
     add_row(table, f"indexer scores {name} (config {cfg or 'default'}), 8 caches back to back in one graph, per call",
-         shape, flops, nbytes, ms, ceil, ceil.fp8_flops, target)  # fmt: skip
+            shape, flops, nbytes, ms, ceil, ceil.fp8_flops, target)  # fmt: skip
     pointers = timed(calls(cfg, tma=False), True) / len(caches)
     add_row(table, f"indexer scores {name}, the same without TMA (keys loaded through pointers)", shape, flops, nbytes,
-         pointers, ceil, ceil.fp8_flops)  # fmt: skip
+            pointers, ceil, ceil.fp8_flops)  # fmt: skip
     one = timed(lambda: index_scores_triton(q, w, keys, ks, offset, out=out, decode_config=cfg), True)
     add_row(
         table, f"indexer scores {name}, one call as one graph replay", shape, flops, nbytes, one, ceil, ceil.fp8_flops
@@ -162,11 +162,11 @@ def _indexer_case(ceil, table, name, t, s, configs):
     stream_ms, stream_cfg = _stream_back_to_back(caches, out[0])
     label = f"reference: a read of the same bytes, no math (best of 36 configs: {stream_cfg}), back to back, per call"
     add_row(table, f"{label}: the indexer takes {ms / stream_ms:.2f}x its time", f"S={s} D={d}", 0, nbytes, stream_ms,
-         ceil, ceil.fp8_flops)  # fmt: skip
+            ceil, ceil.fp8_flops)  # fmt: skip
     pos = torch.full((t,), offset, device=CUDA)
     ms = timed(lambda: index_select(q, w, keys, ks, pos, 2048), True)
     add_row(table, f"indexer scores + top-k 2048 ({name}: first digit counted while scoring, radix select)", shape,
-         flops, nbytes, ms, ceil, ceil.fp8_flops)  # fmt: skip
+            flops, nbytes, ms, ceil, ceil.fp8_flops)  # fmt: skip
 
 
 def _indexer_longer(ceil, table, s):
@@ -183,7 +183,7 @@ def _indexer_longer(ceil, table, s):
     add_row(table, label, f"T=1 H={h} D={d} S={s}", flops, nbytes, ms, ceil, ceil.fp8_flops)
     stream_ms, cfg = _stream_back_to_back(caches, out[0])
     add_row(table, f"reference: a read of the same bytes, no math ({cfg}), per call", f"S={s} D={d}", 0, nbytes,
-         stream_ms, ceil, ceil.fp8_flops)  # fmt: skip
+            stream_ms, ceil, ceil.fp8_flops)  # fmt: skip
 
 
 def bench_indexer(ceil: Ceilings, table: Table, sweep: bool) -> None:

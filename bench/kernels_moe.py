@@ -46,16 +46,16 @@ def _dense_equal_flops_ms(tokens, d, inter, fp8):
     )
 
 
-def _sorted_rows(x, ids):
+def _sorted_rows(x, ids, experts: int):
     """x's rows for the (token, slot) pairs sorted by expert, and each expert's pair count."""
     flat = ids.flatten().long()
     order = flat.argsort(stable=True)
-    return x[order // ids.shape[1]], torch.bincount(flat, minlength=256)
+    return x[order // ids.shape[1]], torch.bincount(flat, minlength=experts)
 
 
 def _grouped_mm_ms(x, ids, w13, w2) -> float:
     """bf16: the two projections as torch._grouped_mm (one launch each) over the sorted rows; GEMMs alone."""
-    rows, counts = _sorted_rows(x, ids)
+    rows, counts = _sorted_rows(x, ids, w13.shape[0])
     offs = counts.cumsum(0).int()
     h = torch.randn(rows.shape[0], w2.shape[2], device=CUDA, dtype=x.dtype)
     return gpu_time_ms(
@@ -69,7 +69,7 @@ def _grouped_mm_ms(x, ids, w13, w2) -> float:
 def _per_expert_scaled_mm_ms(x, ids, w13, w2, s13, s2) -> float:
     """fp8: cuBLAS block-scaled GEMMs (the engine's large-GEMM path), one per expert and projection, replayed
     from one graph (the counts read on the host first); GEMMs alone."""
-    rows, counts = _sorted_rows(x, ids)
+    rows, counts = _sorted_rows(x, ids, w13.shape[0])
     xq, xs = act_quant_triton(rows)
     hq, hs = act_quant_triton(torch.randn(rows.shape[0], w2.shape[2], device=CUDA, dtype=x.dtype))
     ends = counts.cumsum(0).tolist()

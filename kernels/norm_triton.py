@@ -14,7 +14,7 @@ from .fp8_triton import as_rows
 
 
 @triton.jit
-def _rms_norm_kernel(
+def _norm_kernel(
     x_ptr, r_ptr, w_ptr, b_ptr, y_ptr, s_ptr, D, eps,
     stride_x, stride_r, stride_y, stride_s,
     BLOCK_D: tl.constexpr, RESIDUAL: tl.constexpr, LAYER: tl.constexpr,
@@ -41,7 +41,7 @@ def _launch(xr, rr, weight, bias, y, s, eps, residual: bool, layer: bool) -> Non
     rows, D = xr.shape
     if rows:
         block = triton.next_power_of_2(D)
-        _rms_norm_kernel[(rows,)](
+        _norm_kernel[(rows,)](
             xr, rr, weight, bias, y, s, D, eps, xr.stride(0), rr.stride(0), D, D,
             BLOCK_D=block, RESIDUAL=residual, LAYER=layer, num_warps=8 if block > 2048 else 4,
         )  # fmt: skip

@@ -94,13 +94,14 @@ class Engine:
         return DecodeGraph(model, cache, pool)
 
     def weight_bytes(self) -> int:
-        """Bytes of the loaded weights (fp8 blocks, scales and higher-precision tensors)."""
-        seen: set[int] = set()
-        total = 0
-        for tensor in _tensors(self.model):
-            if tensor.data_ptr() not in seen:
-                seen.add(tensor.data_ptr())
-                total += tensor.nbytes
+        """Bytes of the loaded weights (fp8 blocks, scales and higher-precision tensors). Memory reached twice
+        (a tensor shared by two layers, layers' weights that are views of one fused projection) counts once."""
+        total, device, reach = 0, None, 0
+        for dev, start, size in sorted({(str(t.device), t.data_ptr(), t.nbytes) for t in _tensors(self.model)}):
+            if dev != device:  # byte ranges are merged per device
+                device, reach = dev, 0
+            total += max(0, start + size - max(start, reach))
+            reach = max(reach, start + size)
         return total
 
 
@@ -112,8 +113,7 @@ def _tensors(obj, depth: int = 0) -> Iterator[torch.Tensor]:
             yield from _tensors(item, depth + 1)
     elif hasattr(obj, "__dict__") and depth < 6 and not isinstance(obj, ModelConfig | ForwardOptions):
         for name, value in vars(obj).items():
-            # derived tables and dequantised caches are not weights; a fused projection is its layers' weights
-            if name not in ("_dense", "rope", "x_proj", "qr_proj", "gate_up"):
+            if name not in ("_dense", "rope"):  # derived tables and dequantised caches are not weights
                 yield from _tensors(value, depth + 1)
 
 

@@ -10,8 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 from dsagent.kernels.fp8 import fp8_linear, weight_dequant
-from dsagent.kernels.norm import add_rms_norm, layer_norm, rms_norm  # noqa: F401  (the model imports the norms and RoPE,
-from dsagent.kernels.rope import apply_rope  # noqa: F401  which live beside their kernels, from here)
+from dsagent.kernels.norm import add_rms_norm, layer_norm, rms_norm  # noqa: F401  (the model's import point)
+from dsagent.kernels.rope import apply_rope  # noqa: F401  (the model's import point)
 from dsagent.model.config import ModelConfig
 
 # Elements of a bf16 weight converted to fp32 at once by matmul_fp32 (4 MiB of fp32, cache-sized).
