@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import triton
 import triton.language as tl
+from dsagent.kernels import pdl
 from dsagent.kernels.fp8_triton import _sm_count, act_quant_triton, fp8_gemm_scaled_mm, fp8_gemm_triton
 from dsagent.kernels.indexer import index_select
 from dsagent.kernels.indexer_triton import index_scores_triton
@@ -152,6 +153,13 @@ def _indexer_case(ceil, table, name, t, s, configs):
     ms /= len(caches)
     add_row(table, f"indexer scores {name} (config {cfg or 'default'}), 8 caches back to back in one graph, per call",
             shape, flops, nbytes, ms, ceil, ceil.fp8_flops, target)  # fmt: skip
+    pdl.ENABLED = False
+    try:
+        plain = timed(calls(cfg), True) / len(caches)
+    finally:
+        pdl.ENABLED = True
+    add_row(table, f"indexer scores {name}, the same launched without PDL (each call starts after the last ends)",
+            shape, flops, nbytes, plain, ceil, ceil.fp8_flops)  # fmt: skip
     pointers = timed(calls(cfg, tma=False), True) / len(caches)
     add_row(table, f"indexer scores {name}, the same without TMA (keys loaded through pointers)", shape, flops, nbytes,
             pointers, ceil, ceil.fp8_flops)  # fmt: skip

@@ -8,14 +8,16 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import as_rows
+from .pdl import pdl_args, wait_for_inputs
 
 
 @triton.jit
 def _sum_rows_kernel(
     a_ptr, b_ptr, o_ptr, D, stride_a, stride_b, stride_o,
-    K: tl.constexpr, SILU: tl.constexpr, HAS_B: tl.constexpr, BLOCK_D: tl.constexpr,
+    K: tl.constexpr, SILU: tl.constexpr, HAS_B: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # o[t] = round(sum_j a[t*K + j]) (+ b[t], rounded again); SILU: o[t] = round(silu(a[t]) * b[t])
+    wait_for_inputs(PDL)
     t = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     mask = cols < D
@@ -50,6 +52,6 @@ def sum_rows_triton(a: torch.Tensor, b: torch.Tensor | None = None, k: int = 1, 
         block = min(1024, triton.next_power_of_2(D))
         _sum_rows_kernel[(T, triton.cdiv(D, block))](
             ar, ar if br is None else br, o, D, ar.stride(0), 0 if br is None else br.stride(0), D,
-            K=k, SILU=silu, HAS_B=br is not None, BLOCK_D=block, num_warps=4,
+            K=k, SILU=silu, HAS_B=br is not None, BLOCK_D=block, num_warps=4, **pdl_args(ar.device),
         )  # fmt: skip
     return out

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, wait_for_inputs
+
 QBLOCK = 128  # quantisation block along K (and the weight's 128x128 blocks)
 FP8_MAX = 448.0
 # multiply by the fp32 reciprocal (not divide), as the reference does: the rounding decides ceil() at powers of 2
@@ -28,10 +30,12 @@ def _pow2_ceil(v):
 
 @triton.jit
 def _act_quant_kernel(
-    x_ptr, y_ptr, s_ptr, M, K, NB, stride_xm, stride_ym, stride_sm, BLOCK_M: tl.constexpr, ROUNDTRIP: tl.constexpr
-):
+    x_ptr, y_ptr, s_ptr, M, K, NB, stride_xm, stride_ym, stride_sm, BLOCK_M: tl.constexpr, ROUNDTRIP: tl.constexpr,
+    PDL: tl.constexpr,
+):  # fmt: skip
     # x [M, K] -> y [M, K] fp8, s [M, NB] fp32; one program = BLOCK_M rows x one 128-column block.
     # ROUNDTRIP: y = the fp8 values times their scales, in y's dtype (what a reader of the fp8 copy would see)
+    wait_for_inputs(PDL)
     pid_m = tl.program_id(0)
     kb = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -63,7 +67,7 @@ def _quantise_rows(x2: torch.Tensor, y: torch.Tensor, s: torch.Tensor | None) ->
         s_args = (y, 0, 0) if s is None else (s, s.shape[1], s.stride(0))
         _act_quant_kernel[grid](
             x2, y, s_args[0], M, K, s_args[1], x2.stride(0), y.stride(0), s_args[2], BLOCK_M=block_m,
-            ROUNDTRIP=s is None,
+            ROUNDTRIP=s is None, **pdl_args(x2.device),
         )  # fmt: skip
 
 
@@ -104,7 +108,7 @@ def _fp8_gemm_kernel(
     M, N, K, KB_PER_SPLIT,
     stride_am, stride_asm, stride_bn, stride_bsn, stride_cs, stride_cm, stride_om,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr, EVEN_K: tl.constexpr, SPLIT: tl.constexpr,
-    QUANT_A: tl.constexpr,
+    QUANT_A: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # C[split] [M, N] = sum over this split's 128-wide K blocks of (A_blk @ B_blk^T) * sa[m, kb] * sb[n//128, kb]
     # SPLIT: C holds fp32 partials; the last split to finish a tile sums them (in split order) into O [M, N]
@@ -131,6 +135,7 @@ def _fp8_gemm_kernel(
     b_ptrs = b_ptr + rn[:, None] * stride_bn + (kb0 * 128 + offs_k)[None, :]
     as_ptrs = as_ptr + rm * stride_asm + kb0
     bs_ptrs = bs_ptr + (rn // 128) * stride_bsn + kb0
+    wait_for_inputs(PDL)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for i in range(nkb):
         if EVEN_K:
@@ -237,7 +242,7 @@ def _gemm(x, sa, w_fp8, w_scale, out_dtype, config, out) -> torch.Tensor:
         a, a if sa is None else sa, w_fp8, w_scale, c, out, done, M, N, K, kb_per_split,
         a.stride(0), 0 if sa is None else sa.stride(0), w_fp8.stride(0), w_scale.stride(0), c.stride(0), c.stride(1),
         N, BLOCK_M=bm, BLOCK_N=bn, GROUP_M=8, EVEN_K=K % 128 == 0, SPLIT=split > 1, QUANT_A=sa is None,
-        num_warps=warps, num_stages=stages,
+        num_warps=warps, num_stages=stages, **pdl_args(a.device),
     )  # fmt: skip
     return out
 

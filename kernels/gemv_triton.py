@@ -10,14 +10,19 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import _sm_count
+from .pdl import pdl_args, wait_for_inputs
 
 
 @triton.jit
-def _gemv_kernel(x_ptr, w_ptr, y_ptr, N, K, stride_w, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _gemv_kernel(
+    x_ptr, w_ptr, y_ptr, N, K, stride_w,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
+):  # fmt: skip
     # y[n] = sum_k W[n, k] x[k] for this program's BLOCK_N rows; partial sums per column, reduced once at the end
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, BLOCK_K)
     w_ptrs = w_ptr + tl.minimum(rows, N - 1)[:, None] * stride_w + cols[None, :]  # rows past N: never stored
+    wait_for_inputs(PDL)
     acc = tl.zeros((BLOCK_N, BLOCK_K), tl.float32)
     for k0 in range(0, K, BLOCK_K):
         kmask = cols < K - k0
@@ -49,6 +54,7 @@ def gemv_fp32_triton(x: torch.Tensor, weight: torch.Tensor, out=None) -> torch.T
     block_n = max(1, min(64, triton.next_power_of_2(triton.cdiv(N, 4 * _sm_count(x.device)))))
     block_k = max(128, min(triton.next_power_of_2(K), (1 << 14) // block_n))
     _gemv_kernel[(triton.cdiv(N, block_n),)](
-        xf, weight, y, N, K, weight.stride(0), BLOCK_N=block_n, BLOCK_K=block_k, num_warps=8
-    )
+        xf, weight, y, N, K, weight.stride(0), BLOCK_N=block_n, BLOCK_K=block_k,
+        num_warps=8, **pdl_args(x.device),
+    )  # fmt: skip
     return y

@@ -10,16 +10,18 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import FP8_MAX_INV, _pow2_ceil, as_rows
+from .pdl import pdl_args, wait_for_inputs
 
 
 @triton.jit
 def _hadamard_quant_kernel(
     x_ptr, h_ptr, q_ptr, s_ptr, M, stride_x,
-    N: tl.constexpr, NORM: tl.constexpr, BLOCK_M: tl.constexpr, WIDE: tl.constexpr,
+    N: tl.constexpr, NORM: tl.constexpr, BLOCK_M: tl.constexpr, WIDE: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # x [M, N] -> y = round(x @ H * NORM) in x's dtype -> q [M, N] e4m3, s [M] fp32 with y ~= q * s.
     # 16-bit x: H's +-1 entries are exact in x's dtype, so the tensor cores' products are exact and their sums
     # fp32, as a fp32 product would be; WIDE (fp32 x): fp32 FMAs (slow: for checking runs only)
+    wait_for_inputs(PDL)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, N)
     live = rows < M
@@ -55,6 +57,6 @@ def hadamard_quant_triton(x: torch.Tensor, h: torch.Tensor, out_dtype=torch.floa
         block_m = 16
         _hadamard_quant_kernel[(triton.cdiv(M, block_m),)](
             rows, h, q, s, M, rows.stride(0), N=n, NORM=n**-0.5, BLOCK_M=block_m, WIDE=x.dtype == torch.float32,
-            num_warps=4,
+            num_warps=4, **pdl_args(x.device),
         )  # fmt: skip
     return out

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import _sm_count
+from .pdl import pdl_args, wait_for_inputs
 from .topk_triton import BITS, ROW_SCRATCH, SIGN, _ordered_keys, topk_triton
 
 try:
@@ -34,9 +35,10 @@ def _index_scores_kernel(
     T, S, offset,
     stride_qt, stride_qh, stride_wt, stride_ks, stride_ot,
     H: tl.constexpr, D: tl.constexpr,
-    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # q [T, H, D], w [T, H] fp32, k [S, D], ks [S] fp32 -> o [T, S] fp32
+    wait_for_inputs(PDL)
     pid_s = tl.program_id(0)
     pid_t = tl.program_id(1)
     offs_s = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
@@ -83,6 +85,7 @@ def _index_scores_decode_kernel(
     T: tl.constexpr, H: tl.constexpr, D: tl.constexpr,
     BLOCK_S: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, TMA: tl.constexpr,
     POS: tl.constexpr, HIST: tl.constexpr, BITS: tl.constexpr, ROW_SCRATCH: tl.constexpr,
+    PDL: tl.constexpr,
 ):  # fmt: skip
     # A few queries (decode). Each program strides over key tiles (tile = pid, pid + programs, ...) in a
     # pipelined loop, so a fixed grid covers any length and the first-digit counts pile up in registers. With
@@ -95,6 +98,7 @@ def _index_scores_decode_kernel(
     BINS: tl.constexpr = 1 << BITS
     TP: tl.constexpr = 4  # rows of the per-program histogram: T <= 4, padded to a power of two
     pid = tl.program_id(0)
+    wait_for_inputs(PDL)
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
     hmask = offs_h < H
@@ -202,7 +206,7 @@ def index_scores_triton(
             q_fp8.stride(0), q_fp8.stride(1), weights.stride(0), k_fp8.stride(0), out.stride(0),
             T=T, H=H, D=D, BLOCK_S=bs, BLOCK_H=bh, BLOCK_D=bd, TMA=keys is not None,
             POS=positions is not None, HIST=radix is not None, BITS=BITS, ROW_SCRATCH=ROW_SCRATCH,
-            num_warps=warps, num_stages=stages,
+            num_warps=warps, num_stages=stages, **pdl_args(q_fp8.device),
         )  # fmt: skip
         return out
     bt, bs, warps, stages = config or _scores_config(T, S)
@@ -211,6 +215,7 @@ def index_scores_triton(
         q_fp8, weights, k_fp8, k_scale, out, T, S, offset,
         q_fp8.stride(0), q_fp8.stride(1), weights.stride(0), k_fp8.stride(0), out.stride(0), H=H, D=D,
         BLOCK_T=bt, BLOCK_S=bs, BLOCK_H=bh, BLOCK_D=bd, num_warps=warps, num_stages=stages,
+        **pdl_args(q_fp8.device),
     )  # fmt: skip
     return out
 

@@ -12,13 +12,17 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, wait_for_inputs
+
 
 @triton.jit
 def _moe_align_small_kernel(
     ids_ptr, pairs_ptr, bexp_ptr, P, E, R, NB,
     BLOCK_M: tl.constexpr, P_PAD: tl.constexpr, E_PAD: tl.constexpr, R_PAD: tl.constexpr, NB_PAD: tl.constexpr,
+    PDL: tl.constexpr,
 ):  # fmt: skip
     # ids [P] -> pairs [R] (pair index per padded row, P = padding), bexp [NB] (expert per row block, -1 = none)
+    wait_for_inputs(PDL)
     offs_p = tl.arange(0, P_PAD)
     pmask = offs_p < P
     ids = tl.load(ids_ptr + offs_p, mask=pmask, other=-1).to(tl.int32)
@@ -55,7 +59,7 @@ def moe_align(topk_ids: torch.Tensor, num_experts: int, block_m: int):
         _moe_align_small_kernel[(1,)](
             topk_ids.reshape(-1).contiguous(), pairs, block_expert, P, num_experts, pairs.numel(), max_blocks,
             BLOCK_M=block_m, P_PAD=pad(P), E_PAD=pad(num_experts), R_PAD=pad(pairs.numel()), NB_PAD=pad(max_blocks),
-            num_warps=8 if pad(P) * pad(num_experts) > 4096 else 4,
+            num_warps=8 if pad(P) * pad(num_experts) > 4096 else 4, **pdl_args(topk_ids.device),
         )  # fmt: skip
         return pairs, block_expert
     return moe_align_torch(topk_ids, num_experts, block_m, max_blocks)

@@ -19,6 +19,7 @@ import triton.language as tl
 from .elementwise_triton import sum_rows_triton
 from .fp8_triton import FP8_MAX_INV, _pow2_ceil, act_quant_triton
 from .moe_align_triton import moe_align
+from .pdl import pdl_args, wait_for_inputs
 
 
 @triton.jit
@@ -40,9 +41,10 @@ def _moe_gate_up_kernel(
     stride_xt, stride_xst, stride_we, stride_wn, stride_wse, stride_wsn, stride_hm, stride_hsm,
     NUM_M, NUM_N,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FP8: tl.constexpr, EVEN_K: tl.constexpr,
-    ACT: tl.constexpr, GROUP_M: tl.constexpr, UP_ALIGNED: tl.constexpr,
+    ACT: tl.constexpr, GROUP_M: tl.constexpr, UP_ALIGNED: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # x [T, D] (fp8 with xs [T, D/128]), w13 [E, 2I, D] (fp8 with ws [E, 2I/128, D/128]) -> h [R, I]
+    wait_for_inputs(PDL)  # the experts' weights depend on the routing: nothing to read before it
     pid_m, pid_n = _grouped_pid(tl.program_id(0), NUM_M, NUM_N, GROUP_M)
     # blocks past the last expert's run (expert -1) run no K iterations: no branch around the loop,
     # which would keep the compiler from pipelining its loads
@@ -114,9 +116,10 @@ def _moe_down_kernel(
     stride_hm, stride_hsm, stride_we, stride_wn, stride_wse, stride_wsn, stride_ym,
     NUM_M, NUM_N,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, FP8: tl.constexpr, EVEN_K: tl.constexpr,
-    GROUP_M: tl.constexpr,
+    GROUP_M: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # h [R, I] (fp8 with hs [R, I/128]), w2 [E, D, I] (fp8 with ws [E, D/128, I/128]) -> y [P, D]; I = INTER
+    wait_for_inputs(PDL)  # the experts' weights depend on the routing: nothing to read before it
     pid_m, pid_n = _grouped_pid(tl.program_id(0), NUM_M, NUM_N, GROUP_M)
     e_raw = tl.load(bexp_ptr + pid_m)
     e = tl.maximum(e_raw, 0).to(tl.int64)
@@ -215,8 +218,7 @@ def moe_gate_up(x, pairs, bexp, weights, k, w13, w13_scale, config):
         xq.stride(0), xs.stride(0), w13.stride(0), w13.stride(1), s13.stride(0), s13.stride(1),
         h.stride(0), hs.stride(0), num_m, num_n,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, FP8=fp8, EVEN_K=D % bk == 0, ACT=act, GROUP_M=16 if fp8 else 4,
-        UP_ALIGNED=inter % 128 == 0,
-        num_warps=warps, num_stages=stages,
+        UP_ALIGNED=inter % 128 == 0, num_warps=warps, num_stages=stages, **pdl_args(x.device),
     )  # fmt: skip
     return h, hs if fp8 else None
 
@@ -233,6 +235,6 @@ def moe_down(h, hs, pairs, bexp, w2, w2_scale, num_pairs, out_dtype, config):
         h, hs, w2, s2, y, pairs, bexp, num_pairs, D, inter,
         h.stride(0), hs.stride(0), w2.stride(0), w2.stride(1), s2.stride(0), s2.stride(1), y.stride(0), num_m, num_n,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, FP8=fp8, EVEN_K=inter % bk == 0, GROUP_M=2 if fp8 else 4,
-        num_warps=warps, num_stages=stages,
+        num_warps=warps, num_stages=stages, **pdl_args(h.device),
     )  # fmt: skip
     return y

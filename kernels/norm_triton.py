@@ -11,16 +11,18 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import as_rows
+from .pdl import pdl_args, wait_for_inputs
 
 
 @triton.jit
 def _norm_kernel(
     x_ptr, r_ptr, w_ptr, b_ptr, y_ptr, s_ptr, D, eps,
     stride_x, stride_r, stride_y, stride_s,
-    BLOCK_D: tl.constexpr, RESIDUAL: tl.constexpr, LAYER: tl.constexpr,
+    BLOCK_D: tl.constexpr, RESIDUAL: tl.constexpr, LAYER: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # t = x (+ r) in fp32; y = w * t * rsqrt(mean(t^2) + eps); with RESIDUAL, s = t rounded
     # LAYER (LayerNorm): t is centred on its mean first and y gets the bias b
+    wait_for_inputs(PDL)
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_D)
     mask = cols < D
@@ -43,7 +45,7 @@ def _launch(xr, rr, weight, bias, y, s, eps, residual: bool, layer: bool) -> Non
         block = triton.next_power_of_2(D)
         _norm_kernel[(rows,)](
             xr, rr, weight, bias, y, s, D, eps, xr.stride(0), rr.stride(0), D, D,
-            BLOCK_D=block, RESIDUAL=residual, LAYER=layer, num_warps=8 if block > 2048 else 4,
+            BLOCK_D=block, RESIDUAL=residual, LAYER=layer, num_warps=8 if block > 2048 else 4, **pdl_args(xr.device),
         )  # fmt: skip
 
 

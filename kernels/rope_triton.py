@@ -7,14 +7,17 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, wait_for_inputs
+
 
 @triton.jit
 def _rope_kernel(
     x_ptr, cos_ptr, sin_ptr, y_ptr, H,
     stride_xt, stride_xh, stride_yt, stride_yh, stride_ct, stride_st,
-    HALF: tl.constexpr, BLOCK_H: tl.constexpr, INTERLEAVED: tl.constexpr,
+    HALF: tl.constexpr, BLOCK_H: tl.constexpr, INTERLEAVED: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # x [T, H, 2*HALF] -> y [T, H, 2*HALF]: (a, b) -> (a cos - b sin, a sin + b cos) for each pair
+    wait_for_inputs(PDL)
     t = tl.program_id(0).to(tl.int64)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     i = tl.arange(0, HALF)
@@ -67,6 +70,6 @@ def rope_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleav
         block_h = min(16, triton.next_power_of_2(H))
         _rope_kernel[(T, triton.cdiv(H, block_h))](
             xh, cos, sin, yh, H, xh.stride(0), xh.stride(1), yh.stride(0), yh.stride(1), cos.stride(0), sin.stride(0),
-            HALF=R // 2, BLOCK_H=block_h, INTERLEAVED=interleaved, num_warps=4,
+            HALF=R // 2, BLOCK_H=block_h, INTERLEAVED=interleaved, num_warps=4, **pdl_args(x.device),
         )  # fmt: skip
     return y

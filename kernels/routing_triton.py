@@ -7,6 +7,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, wait_for_inputs
 from .routing import Routing
 
 _MAX_EXPERTS = 4096
@@ -18,8 +19,10 @@ def _route_kernel(
     G: tl.constexpr, EG: tl.constexpr, TOPK_G: tl.constexpr, K: tl.constexpr,
     BLOCK_G: tl.constexpr, BLOCK_EG: tl.constexpr, BLOCK_K: tl.constexpr,
     SIGMOID: tl.constexpr, BIAS: tl.constexpr, TOP2: tl.constexpr, NORMALISE: tl.constexpr,
+    PDL: tl.constexpr,
 ):  # fmt: skip
     # logits [T, G*EG] -> weights [T, K] fp32, ids [T, K] int64 (best first)
+    wait_for_inputs(PDL)
     t = tl.program_id(0).to(tl.int64)
     rows = tl.arange(0, BLOCK_G)
     cols = tl.arange(0, BLOCK_EG)
@@ -94,6 +97,6 @@ def route_triton(logits: torch.Tensor, bias: torch.Tensor | None, r: Routing, ou
             G=r.groups, EG=eg, TOPK_G=min(r.topk_groups, r.groups), K=r.k,
             BLOCK_G=triton.next_power_of_2(r.groups), BLOCK_EG=triton.next_power_of_2(eg),
             BLOCK_K=triton.next_power_of_2(r.k), SIGMOID=r.sigmoid, BIAS=bias is not None, TOP2=r.group_top2,
-            NORMALISE=r.normalise and r.k > 1, num_warps=4,
+            NORMALISE=r.normalise and r.k > 1, num_warps=4, **pdl_args(logits.device),
         )  # fmt: skip
     return weights, ids

@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .pdl import pdl_args, wait_for_inputs
+
 SIGN = tl.constexpr(-2147483648)  # int32 0x80000000; a global must be constexpr to compile
 BITS = 8  # digit width: a 256-bin histogram is cheap on chip (2048 bins measured 2-3x slower per round)
 ROUNDS = 32 // BITS
@@ -66,11 +68,12 @@ def _count_digits(hist_ptr, ukeys, keep, SHIFT: tl.constexpr, BITS: tl.constexpr
 def _radix_select_kernel(
     s_ptr, scratch_ptr, o_ptr, S, k, P, SCRATCH, stride_s, stride_o,
     BITS: tl.constexpr, ROUNDS: tl.constexpr, ROW_SCRATCH: tl.constexpr, BLOCK: tl.constexpr,
-    FIRST_DONE: tl.constexpr,
+    FIRST_DONE: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # scores [T, S] fp32 -> o [T, k] int32: above-threshold keys first, then the needed keys equal to it.
     # FIRST_DONE: the kernel that wrote the scores has already counted the first digits (the row's hist 0).
     BINS: tl.constexpr = 1 << BITS
+    wait_for_inputs(PDL)
     ticket_ptr = scratch_ptr + SCRATCH - 2  # SCRATCH: the whole scratch's length (rows, then the two counters)
     ticket = tl.atomic_add(ticket_ptr, 1)
     row = ticket // P
@@ -160,6 +163,6 @@ def topk_triton(scores: torch.Tensor, k: int, block: int = 1024, out=None, scrat
     _radix_select_kernel[(per_row * T,)](
         scores, scratch, out, S, k, per_row, scratch.numel(), scores.stride(0), out.stride(0),
         BITS=BITS, ROUNDS=ROUNDS, ROW_SCRATCH=ROW_SCRATCH, BLOCK=block, FIRST_DONE=first_done,
-        num_warps=4 if block <= 2048 else 8,
+        num_warps=4 if block <= 2048 else 8, **pdl_args(scores.device),
     )  # fmt: skip
     return out

@@ -225,7 +225,7 @@ class FollowerGraphs:
         cache.ensure(position + 1)
         graph = self.by_session.get(session)
         if graph is None or not graph.matches(cache):
-            self.pool = self.pool or GraphPool()
+            self.pool = self.pool or GraphPool(self.model.device)
             graph = self.by_session[session] = DecodeGraph(self.model, cache, self.pool)
         if graph.failed:  # this rank could not capture: run the step eagerly, its collectives pair up all the same
             self.model.forward(torch.tensor([token]), cache)

@@ -82,7 +82,7 @@ class Engine:
         if not usable:
             return None
         if self._graph_pool is None:
-            self._graph_pool = GraphPool()
+            self._graph_pool = GraphPool(model.device)
         return self._new_graph(model, cache, self._graph_pool)
 
     def _graph_model(self) -> Transformer | None:

@@ -29,11 +29,16 @@ class GraphPool:
     """The memory pool shared by one engine's decode graphs, and the lock that serialises their use.
 
     Graphs that share a pool may reuse each other's intermediate memory, which is safe when replays never
-    overlap and each replay's logits are copied out before the next one starts: the lock ensures both."""
+    overlap and each replay's logits are copied out before the next one starts: the lock ensures both.
 
-    def __init__(self) -> None:
+    The allocator keeps a pool while some graph captured into it lives; once every session that captured one
+    is gone, capturing into the same pool again fails an internal assertion, and every later session would
+    decode eagerly. A one-kernel graph made with the pool holds it for the engine's lifetime."""
+
+    def __init__(self, device: torch.device) -> None:
         self.handle = torch.cuda.graph_pool_handle()
         self.lock = threading.Lock()
+        self._holder = _trivial_graph(device, self.handle)
 
 
 class DecodeGraph:
@@ -93,6 +98,13 @@ class DecodeGraph:
 def _leave_rng_capture(device: torch.device) -> None:
     """A capture that fails ends before torch takes the CUDA generators out of capture mode, and every later
     random op on the GPU (sampling) would then raise. One capture that succeeds, of a trivial op, does it."""
+    _trivial_graph(device)
+
+
+def _trivial_graph(device: torch.device, pool=None) -> torch.cuda.CUDAGraph:
+    """A graph of one in-place add on the device, captured (into `pool` when given)."""
     scratch = torch.zeros(1, device=device)
-    with torch.cuda.graph(torch.cuda.CUDAGraph()):
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.device(device), torch.cuda.graph(graph, pool=pool):
         scratch.add_(1)
+    return graph

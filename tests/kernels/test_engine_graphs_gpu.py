@@ -4,6 +4,7 @@ must not be read), on forks (their own buffers) and after sync."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,19 @@ def test_graph_decode_matches_eager(shared_dir: Path, name: str, radix: bool, mo
     assert g.sync(history) == e.sync(history)
     assert F.cosine_similarity(g.last_logits, e.last_logits, dim=0).item() >= 0.9999
     _same(g, e, _tokens(4, seed=6))
+
+
+def test_sessions_capture_after_every_earlier_one_is_gone(shared_dir: Path) -> None:
+    # the engine's graphs share one memory pool, which must outlive each session's graphs
+    engine = Engine.from_pretrained(shared_dir / "parity" / "v32-tiny-bf16", device="cuda", progress=False)
+    for seed in range(3):
+        session = engine.new_session()
+        session.append(_tokens(20, seed=seed))
+        session.append([5])
+        session.append([6])
+        assert session._graph is not None and not session._graph.failed and session._graph.replays == 1, seed
+        del session
+        gc.collect()
 
 
 def test_graphs_switch(shared_dir: Path) -> None:

@@ -52,5 +52,9 @@ def test_route_v3_shapes_gpu(tokens):
     bias = torch.randn(256, device="cuda") * 0.1
     weights, ids = route_triton(logits, bias, V3, out=_poisoned(tokens, 8, "cuda"))
     ref_weights, ref_ids = route_ref(logits, bias, V3)
-    assert torch.equal(ids, ref_ids)
-    torch.testing.assert_close(weights, ref_weights, rtol=2e-6, atol=1e-7)
+    # the same experts; among 4096 rows now and then two picks score the same to the last bit or two, and the
+    # kernel (lower expert first) and torch.topk list them in either order: compare rows sorted by expert
+    assert torch.equal(ids.sort(dim=-1).values, ref_ids.sort(dim=-1).values)
+    assert (ids != ref_ids).any(dim=-1).sum() <= max(1, tokens // 500)
+    order, ref_order = ids.argsort(dim=-1), ref_ids.argsort(dim=-1)
+    torch.testing.assert_close(weights.gather(1, order), ref_weights.gather(1, ref_order), rtol=2e-6, atol=1e-7)
