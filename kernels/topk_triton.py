@@ -17,11 +17,16 @@ row are complete and can finish, and P is kept far below what the GPU holds at o
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 from .pdl import pdl_args, wait_for_inputs
+
+# Triton's interpreter runs the programs one after another, so none may wait for another: one program a row.
+_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 SIGN = tl.constexpr(-2147483648)  # int32 0x80000000; a global must be constexpr to compile
 BITS = 8  # digit width: a 256-bin histogram is cheap on chip (2048 bins measured 2-3x slower per round)
@@ -153,7 +158,7 @@ def topk_triton(scores: torch.Tensor, k: int, block: int = 1024, out=None, scrat
         out[:, S:] = -1
         return out
     block = max(block, triton.next_power_of_2(triton.cdiv(S, 256)), 1 << BITS)
-    if not scores.is_cuda:  # the interpreter runs programs one after another: one program a row, no waiting
+    if _INTERPRETED:
         block = triton.next_power_of_2(S)
     per_row = triton.cdiv(S, block)  # at most 256 programs wait at a row's barrier: far below what one GPU holds
     first_done = scratch is not None
