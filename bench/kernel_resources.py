@@ -33,11 +33,10 @@ from triton.runtime import driver
 from triton.runtime.jit import JITFunction
 
 SM90 = GPUTarget("cuda", 90, 32)
-# Global memory accesses of PTX: none may come before griddepcontrol.wait in a kernel launched with PDL.
+# PTX instructions that touch global memory (loads, stores, atomics, reductions, asynchronous and TMA copies),
+# predicated or not: in a kernel launched with PDL none may come before griddepcontrol.wait.
 _GLOBAL_ACCESS = re.compile(
-    r"^\s*(@%p\d+\s+)?(ld\.global|st\.global|atom\.global|red\.global|cp\.async|"
-    r"cp\.reduce\.async|ld\.volatile\.global|ld\.acquire\.gpu|ld\.relaxed\.gpu)",
-    re.M,
+    r"^\s*(@!?%p\d+\s+)?((ld|st|atom|red)\.[\w:.]*global|cp\.(reduce\.)?async\.(ca|cg|bulk))", re.M
 )
 
 
@@ -59,7 +58,8 @@ class CompileOnlyDriver:
 
 @contextlib.contextmanager
 def compile_only(record: list):
-    """Within: kernel launches compile for sm_90a with PDL (as on Hopper) and append (name, kernel) to record."""
+    """Within: kernel launches compile for sm_90a with PDL (as on Hopper) instead of running, and append
+    (kernel name, whether it takes a PDL switch, compiled kernel) to record."""
     from dsagent.kernels import pdl
 
     run, pdl_on = JITFunction.run, pdl.pdl_on
