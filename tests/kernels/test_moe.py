@@ -75,6 +75,22 @@ def test_fused_moe_fp8_matches_reference(t, d, inter, e, k, device, rmse):
     _check(t, d, inter, e, k, FP8, torch.bfloat16, device, rmse, 2e-2)
 
 
+def test_fused_moe_fp8_zero_weight_blocks(device, rmse):
+    """Blocks of zero weights whose scale is 0 add nothing (no 0/0 from scale ratios)."""
+    t, d, inter, e, k = 6, 256, 128, 3, 2
+    x = torch.randn(t, d, device=device).to(torch.bfloat16)
+    ids, weights = _routing(t, e, k, device)
+    w13, w2, s13, s2 = _weights(e, d, inter, FP8, device)
+    w13[:, :128, 128:] = 0  # every expert's first gate block of the second K block
+    s13[:, 0, 1] = 0.0
+    w2[1, :, :] = 0  # one expert's whole down projection
+    s2[1] = 0.0
+    ref = fused_moe_ref(x, ids, weights, w13, w2, s13, s2)
+    out = torch.full_like(x, float("nan"))
+    fused_moe_triton(x, ids, weights, w13, w2, s13, s2, out=out)
+    assert out.isfinite().all() and rmse(out, ref) < 2e-2
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("wdtype", [torch.bfloat16, FP8])
 @pytest.mark.parametrize(("t", "e", "k"), [(1, 32, 8), (13, 32, 8), (300, 24, 6)])
