@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from dsagent.model.config import ModelConfig
-from dsagent.model.presets import tensor_specs
+from dsagent.model.presets import TensorSpec, tensor_specs
 
 _FP32_ON_LOAD = re.compile(r"(layernorm|norm|gate|weights_proj)\.(weight|bias)$|e_score_correction_bias$")
 
@@ -26,6 +26,15 @@ class Sizing:
         return self.kv_latent_bytes + self.kv_index_bytes
 
 
+def loaded_bytes(spec: TensorSpec, config: ModelConfig, act_bytes: int = 2) -> int:
+    """A tensor's bytes as the engine holds it: fp8 linears with their 128x128 block scales, norms, the router
+    gate and the indexer's weights_proj in fp32, the rest in the activation dtype."""
+    n = math.prod(spec.shape)
+    if spec.role == "linear" and config.is_fp8:
+        return n + 4 * math.ceil(spec.shape[0] / 128) * math.ceil(spec.shape[1] / 128)
+    return n * (4 if _FP32_ON_LOAD.search(spec.name) else act_bytes)
+
+
 def size_model(config: ModelConfig, act_bytes: int = 2) -> Sizing:
     params = active = disk = loaded = 0
     k, experts = config.num_experts_per_tok or 0, config.n_routed_experts or 1
@@ -33,13 +42,9 @@ def size_model(config: ModelConfig, act_bytes: int = 2) -> Sizing:
         n = math.prod(spec.shape)
         params += n
         active += n * k // experts if spec.routed else n
-        if spec.role == "linear" and config.is_fp8:
-            scale = 4 * math.ceil(spec.shape[0] / 128) * math.ceil(spec.shape[1] / 128)
-            disk += n + scale
-            loaded += n + scale
-            continue
-        disk += n * (4 if spec.role == "vector32" else 2)
-        loaded += n * (4 if _FP32_ON_LOAD.search(spec.name) else act_bytes)
+        loaded += loaded_bytes(spec, config, act_bytes)
+        fp8 = spec.role == "linear" and config.is_fp8
+        disk += loaded_bytes(spec, config) if fp8 else n * (4 if spec.role == "vector32" else 2)
     layers = config.num_hidden_layers
     latent = layers * (config.kv_lora_rank + config.qk_rope_head_dim) * act_bytes
     index = layers * (config.index_head_dim + 4) if config.has_indexer else 0
