@@ -12,6 +12,19 @@ from dsagent.kernels.routing import Routing, route
 from dsagent.model.config import ModelConfig
 from dsagent.model.layers import Linear, fuse_rows, matmul_fp32
 
+# Up to this many tokens (decode) on CUDA, the shared expert runs on a side stream beside the router and the
+# routed experts: both are short, memory-bound kernels whose ramps and tails then overlap. 0 turns it off.
+OVERLAP_ROWS = 16
+_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One side stream per GPU, kept for the process (a CUDA graph captures work forked onto it)."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SIDE_STREAMS:
+        _SIDE_STREAMS[idx] = torch.cuda.Stream(idx)
+    return _SIDE_STREAMS[idx]
+
 
 class MLP:
     """down(silu(gate x) * up x), the activation product in fp32."""
@@ -67,10 +80,22 @@ class MoE:
         self.w13_scale, self.w2_scale = w13_scale, w2_scale
 
     def __call__(self, x: torch.Tensor, trace: dict | None = None) -> torch.Tensor:
+        if self.shared is None:
+            return self.routed(x, trace)
+        if not (x.is_cuda and x.shape[0] <= OVERLAP_ROWS):
+            return add(self.routed(x, trace), self.shared(x))
+        # fork: the side stream starts after what the main stream has queued (x is ready); join before the sum.
+        # Every tensor either stream touches is freed only after the join, so no block is reused early.
+        main, side = torch.cuda.current_stream(x.device), side_stream(x.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            shared = self.shared(x)
+        y = self.routed(x, trace)
+        main.wait_stream(side)
+        return add(y, shared)
+
+    def routed(self, x: torch.Tensor, trace: dict | None = None) -> torch.Tensor:
         weights, ids = self.gate(x)
         if trace is not None:
             trace["experts"], trace["weights"] = ids, weights
-        y = fused_moe(x, ids, weights, self.w13, self.w2, self.w13_scale, self.w2_scale)
-        if self.shared is None:
-            return y
-        return add(y, self.shared(x))
+        return fused_moe(x, ids, weights, self.w13, self.w2, self.w13_scale, self.w2_scale)
