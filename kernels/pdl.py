@@ -1,9 +1,9 @@
 """Programmatic dependent launch (Hopper and later): a kernel may be put on the SMs while the kernel before it
 on the stream is still draining, instead of after it has finished.
 
-Used by every Triton kernel here but sparse MLA's (the Gluon kernels and the Triton fallback launch the plain
-way). A decode step is a chain of short kernels, each of which is launched, ramps up and drains on its own. With
-PDL the next kernel's programs are placed on the SMs while the one before still runs; `wait_for_inputs`
+Used by every Triton kernel here and by the Gluon sparse MLA kernel of decode (the warp-specialised one launches
+the plain way). A decode step is a chain of short kernels, each of which is launched, ramps up and drains on its
+own. With PDL the next kernel's programs are placed on the SMs while the one before still runs; `wait_for_inputs`
 holds them until that kernel has finished and its writes are visible, then lets the kernel after them be
 placed in turn. Every kernel launched with PDL waits before it reads or writes anything (so no earlier
 kernel's writes or reads can cross its own). Captured into a CUDA graph, the launches keep their

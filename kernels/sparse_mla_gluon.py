@@ -19,6 +19,7 @@ import math
 
 import torch
 import triton
+import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy as cp
@@ -28,6 +29,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_init,
     warpgroup_mma_wait,
 )
+
+from .pdl import pdl_args
 
 H_BLOCK = 64  # wgmma needs 64 rows per warpgroup
 # renamed in later Triton releases
@@ -148,12 +151,15 @@ def _sparse_mla_gluon_kernel(
     stride_qb, stride_qt, stride_qh, stride_kvb, stride_kvs, stride_ib, stride_it,
     stride_ob, stride_ot, stride_os, stride_oh, stride_lb, stride_lt, stride_ls,
     DV: gl.constexpr, DPE: gl.constexpr, BLOCK_N: gl.constexpr, NBUF: gl.constexpr, SPLIT: gl.constexpr,
-    S_SPLIT: gl.constexpr,
+    S_SPLIT: gl.constexpr, PDL: gl.constexpr,
 ):  # fmt: skip
     # q [B, T, H, DV + DPE], kv [B, S, DV + DPE], idx [B, T, K] int32 (-1 = skip); o as in the Triton kernel
     BLOCK_H: gl.constexpr = 64
     dtype: gl.constexpr = q_ptr.dtype.element_ty
     b, t, pid_h, split = _program(T)
+    if PDL:  # as kernels.pdl.wait_for_inputs, which is a Triton function
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
 
     # Layouts. Scores [64 heads, BLOCK_N keys] and output [64 heads, DV]: each warpgroup holds half the columns.
     # S_SPLIT: each warpgroup scores half the keys (softmax rows reduced across both); else both score all
@@ -252,7 +258,10 @@ def gluon_fits(q: torch.Tensor, kv: torch.Tensor, dv: int) -> bool:
 def sparse_mla_gluon(q, kv, indices, scale: float, dv: int, out=None, config: GluonConfig | None = None):
     """q [B, T, H, 576], kv [B, S, 576], indices [B, T, K] int32 (-1 = skip) -> [B, T, H, 512] bf16."""
     block_n, nbuf, nsplit, s_split = config or DEFAULT_CONFIG
-    return launch(_sparse_mla_gluon_kernel, q, kv, indices, scale, dv, out, block_n, nsplit, NBUF=nbuf, S_SPLIT=s_split)
+    return launch(
+        _sparse_mla_gluon_kernel, q, kv, indices, scale, dv, out, block_n, nsplit, NBUF=nbuf, S_SPLIT=s_split,
+        **pdl_args(q.device),
+    )  # fmt: skip
 
 
 def launch(kernel, q, kv, indices, scale: float, dv: int, out, block_n: int, nsplit: int | None, **meta):

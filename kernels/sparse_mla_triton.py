@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from .fp8_triton import _sm_count
+from .pdl import pdl_args, wait_for_inputs
 
 
 @triton.jit
@@ -27,10 +28,11 @@ def _sparse_mla_kernel(
     stride_qb, stride_qt, stride_qh, stride_kvb, stride_kvs, stride_ib, stride_it,
     stride_ob, stride_ot, stride_os, stride_oh, stride_lb, stride_lt, stride_ls,
     DV: tl.constexpr, DPE: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_DV: tl.constexpr, BLOCK_PE: tl.constexpr, SPLIT: tl.constexpr,
+    BLOCK_DV: tl.constexpr, BLOCK_PE: tl.constexpr, SPLIT: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # q [B, T, H, DV + DPE], kv [B, S, DV + DPE], idx [B, T, K] int32 (-1 = skip)
     # o: [B, T, H, DV] in q's dtype, or (SPLIT) fp32 partials [B, T, NSPLIT, H, DV] + lse [B, T, NSPLIT, H]
+    wait_for_inputs(PDL)
     pid_bt = tl.program_id(0)
     pid_h = tl.program_id(1)
     split = tl.program_id(2)
@@ -93,9 +95,10 @@ def _sparse_mla_combine_kernel(
     part_ptr, lse_ptr, o_ptr, T, H, DV, NSPLIT,
     stride_pb, stride_pt, stride_ps, stride_ph, stride_lb, stride_lt, stride_ls,
     stride_ob, stride_ot, stride_oh,
-    BLOCK_SPLIT: tl.constexpr, BLOCK_DV: tl.constexpr,
+    BLOCK_SPLIT: tl.constexpr, BLOCK_DV: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # one program per (b, t, h) and BLOCK_DV columns: merge NSPLIT partial outputs weighted by 2^(lse - max lse)
+    wait_for_inputs(PDL)
     pid = tl.program_id(0)
     h = pid % H
     t = (pid // H) % T
@@ -170,7 +173,7 @@ def sparse_mla_triton(q, kv, indices, scale: float, dv: int, out=None, config=No
         q.stride(0), q.stride(1), q.stride(2), kv.stride(0), kv.stride(1), indices.stride(0), indices.stride(1),
         *dst_strides, *lse_strides,
         DV=dv, DPE=Dqk - dv, BLOCK_H=bh, BLOCK_N=bn, BLOCK_DV=bdv, BLOCK_PE=bpe, SPLIT=nsplit > 1,
-        num_warps=warps, num_stages=stages,
+        num_warps=warps, num_stages=stages, **pdl_args(q.device),
     )  # fmt: skip
     if nsplit > 1:
         combine_splits(dst, lse, out, nsplit, dst_strides, lse_strides)
@@ -203,5 +206,5 @@ def combine_splits(dst, lse, out, nsplit: int, dst_strides, lse_strides) -> None
     _sparse_mla_combine_kernel[(B * T * H, triton.cdiv(dv, block_dv))](
         dst, lse, out, T, H, dv, nsplit, *dst_strides, *lse_strides,
         out.stride(0), out.stride(1), out.stride(2),
-        BLOCK_SPLIT=block_split, BLOCK_DV=block_dv, num_warps=4,
+        BLOCK_SPLIT=block_split, BLOCK_DV=block_dv, num_warps=4, **pdl_args(out.device),
     )  # fmt: skip
