@@ -95,7 +95,9 @@ def test_fused_moe_fp8_zero_weight_blocks(device, rmse):
 @pytest.mark.parametrize("wdtype", [torch.bfloat16, FP8])
 @pytest.mark.parametrize(("t", "e", "k"), [(1, 32, 8), (13, 32, 8), (300, 24, 6)])
 def test_fused_moe_full_shapes_gpu(t, e, k, wdtype, rmse):
-    _check(t, 7168, 2048, e, k, wdtype, torch.bfloat16, "cuda", rmse, 2e-2)
+    # measured on H100: bf16 0.7-1.3e-3, fp8 0.04-5e-3. An fp8 kernel that let the tensor cores accumulate all
+    # of K (their fp8 sums keep fewer bits than fp32) instead of one 128-wide block at a time measured 1.9e-2
+    _check(t, 7168, 2048, e, k, wdtype, torch.bfloat16, "cuda", rmse, 1e-2 if wdtype == FP8 else 5e-3)
 
 
 @pytest.mark.gpu
