@@ -12,8 +12,10 @@ from dsagent.kernels.routing import Routing, route
 from dsagent.model.config import ModelConfig
 from dsagent.model.layers import Linear, fuse_rows, matmul_fp32
 
-# Up to this many tokens (decode) on CUDA, the shared expert runs on a side stream beside the router and the
-# routed experts: both are short, memory-bound kernels whose ramps and tails then overlap. 0 turns it off.
+# Up to this many tokens (decode), in a step being captured into a CUDA graph, the shared expert runs on a side
+# stream beside the router and the routed experts: both are short, memory-bound kernels whose ramps and tails
+# then overlap. Launched from Python (eager), the stream switches cost more host time than they save (H100).
+# 0 turns it off.
 OVERLAP_ROWS = 16
 _SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
 
@@ -82,7 +84,7 @@ class MoE:
     def __call__(self, x: torch.Tensor, trace: dict | None = None) -> torch.Tensor:
         if self.shared is None:
             return self.routed(x, trace)
-        if not (x.is_cuda and x.shape[0] <= OVERLAP_ROWS):
+        if not (x.is_cuda and x.shape[0] <= OVERLAP_ROWS and torch.cuda.is_current_stream_capturing()):
             return add(self.routed(x, trace), self.shared(x))
         # fork: the side stream starts after what the main stream has queued (x is ready); join before the sum.
         # Every tensor either stream touches is freed only after the join, so no block is reused early.

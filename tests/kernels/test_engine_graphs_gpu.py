@@ -83,13 +83,10 @@ def test_sessions_capture_after_every_earlier_one_is_gone(shared_dir: Path) -> N
         gc.collect()
 
 
-@pytest.mark.parametrize("graphs", [False, True])
-def test_shared_expert_on_a_side_stream_changes_no_bit(shared_dir: Path, graphs: bool, monkeypatch) -> None:
-    # decode runs the shared expert on a side stream beside the routed experts; the same kernels on the same
-    # inputs, so the logits must be identical to running it after them, eagerly and replayed from graphs
-    engine = Engine.from_pretrained(
-        shared_dir / "parity" / "v32-tiny-fp8", device="cuda", progress=False, cuda_graphs=graphs
-    )
+def test_shared_expert_on_a_side_stream_changes_no_bit(shared_dir: Path, monkeypatch) -> None:
+    # captured decode steps run the shared expert on a side stream beside the routed experts; the same kernels
+    # on the same inputs, so the replayed logits must be identical to running it after them
+    engine = Engine.from_pretrained(shared_dir / "parity" / "v32-tiny-fp8", device="cuda", progress=False)
     assert engine.config.n_shared_experts and ffn.OVERLAP_ROWS > 0
     logits = {}
     for rows in (0, ffn.OVERLAP_ROWS):  # after the routed experts, then beside them
@@ -97,7 +94,7 @@ def test_shared_expert_on_a_side_stream_changes_no_bit(shared_dir: Path, graphs:
         session = engine.new_session()
         session.append(_tokens(40, seed=8))
         logits[rows] = torch.stack([session.append([t]) for t in _tokens(6, seed=9)])
-        assert (session._graph is not None and not session._graph.failed) == graphs
+        assert session._graph is not None and not session._graph.failed and session._graph.replays == 5
     after, beside = logits.values()
     assert torch.equal(after, beside)
 
