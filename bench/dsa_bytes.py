@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from dsagent.model.config import config_from_dict
@@ -45,34 +46,58 @@ def layer_bytes(config) -> tuple[float, float]:
     return shared, expert
 
 
+@dataclass(frozen=True)
+class StepSizes:
+    """What one layer's decode step reads, from the config once: weights outside the routed experts, one routed
+    expert, and per cached token a latent row and an index key."""
+
+    shared: float
+    expert: float
+    experts: int
+    k: int
+    latent: float
+    index_key: float
+    topk: int
+
+    @classmethod
+    def of(cls, config) -> StepSizes:
+        shared, expert = layer_bytes(config)
+        sizing = size_model(config)  # per token, over all layers: a bf16 latent row, an fp8 index key and its scale
+        latent, index_key = (b / config.num_hidden_layers for b in (sizing.kv_latent_bytes, sizing.kv_index_bytes))
+        experts, k = config.n_routed_experts, config.num_experts_per_tok
+        return cls(shared, expert, experts, k, latent, index_key, config.index_topk)
+
+    def step(self, context: int, batch: int) -> tuple[float, float, float]:
+        """(weights read, dense attention bytes, DSA attention bytes) of one decode step of `batch` sequences."""
+        weights = self.shared + self.expert * self.experts * (1 - (1 - self.k / self.experts) ** batch)
+        dense = batch * context * self.latent
+        dsa = batch * (context * self.index_key + min(self.topk, context) * self.latent)
+        return weights, dense, dsa
+
+    def ratio(self, context: int, batch: int) -> float:
+        weights, dense, dsa = self.step(context, batch)
+        return (weights + dense) / (weights + dsa)
+
+
 def step_bytes(config, context: int, batch: int) -> tuple[float, float, float]:
-    """(weights read, dense attention bytes, DSA attention bytes) of one decode step of `batch` sequences."""
-    shared, expert = layer_bytes(config)
-    experts, k = config.n_routed_experts, config.num_experts_per_tok
-    weights = shared + expert * experts * (1 - (1 - k / experts) ** batch)
-    sizing = size_model(config)  # per token, over all layers: a bf16 latent row, an fp8 index key and its scale
-    latent, index_key = (b / config.num_hidden_layers for b in (sizing.kv_latent_bytes, sizing.kv_index_bytes))
-    dense = batch * context * latent
-    dsa = batch * (context * index_key + min(config.index_topk, context) * latent)
-    return weights, dense, dsa
+    return StepSizes.of(config).step(context, batch)
 
 
 def ratio(config, context: int, batch: int) -> float:
-    weights, dense, dsa = step_bytes(config, context, batch)
-    return (weights + dense) / (weights + dsa)
+    return StepSizes.of(config).ratio(context, batch)
 
 
 def report(context: int, target: float) -> str:
-    config = config_from_dict(preset_config("v32-layer", fp8=True))
+    sizes = StepSizes.of(config_from_dict(preset_config("v32-layer", fp8=True)))
     rows = []
     for batch in BATCHES:
-        weights, dense, dsa = step_bytes(config, context, batch)
+        weights, dense, dsa = sizes.step(context, batch)
         rows.append(
             f"| {batch} | {weights / 1e6:,.0f} | {dense / 1e6:,.0f} | {dsa / 1e6:,.0f} | "
-            f"{ratio(config, context, batch):.2f}x | {dense / (weights + dense):.0%} |"
+            f"{sizes.ratio(context, batch):.2f}x | {dense / (weights + dense):.0%} |"
         )
-    _, dense_one, dsa_one = step_bytes(config, context, 1)
-    reach = next((b for b in range(1, 1 << 20) if ratio(config, context, b) >= target), None)
+    _, dense_one, dsa_one = sizes.step(context, 1)
+    reach = next((b for b in range(1, 1 << 20) if sizes.ratio(context, b) >= target), None)
     where = (
         f"{reach} sequences ({reach * dense_one / 1e9:,.0f} GB of latent cache for this one layer)"
         if reach

@@ -197,29 +197,31 @@ def _sparse_mla_cases(b: int, t: int) -> dict:
     from dsagent.kernels.sparse_mla_gluon_roles import sparse_mla_gluon_roles, sparse_mla_gluon_roles_decode
     from dsagent.kernels.sparse_mla_triton import sparse_mla_triton
 
-    q, kv, idx = (
-        empty(b, t, 128, 576, dtype=BF16),
-        empty(b, 8192, 576, dtype=BF16),
-        empty(b, t, 2048, dtype=torch.int32),
-    )
     kernels = {"Triton": sparse_mla_triton, "Gluon": sparse_mla_gluon, "Gluon roles": sparse_mla_gluon_roles}
     if t == 1:
         kernels["Gluon roles, decode"] = sparse_mla_gluon_roles_decode
-    return {f"sparse MLA {name}, B={b} T={t}": _bound(fn, q, kv, idx, 0.04, 512) for name, fn in kernels.items()}
+    return {f"sparse MLA {name}, B={b} T={t}": _sparse_mla(fn, b, t) for name, fn in kernels.items()}
+
+
+def _sparse_mla(fn, b: int, t: int):
+    # the tensors are made when the case runs, not for every case listed
+    return lambda: fn(
+        empty(b, t, 128, 576, dtype=BF16), empty(b, 8192, 576, dtype=BF16), empty(b, t, 2048, dtype=torch.int32),
+        0.04, 512,
+    )  # fmt: skip
 
 
 def _moe(t: int, fp8: bool):
     from dsagent.kernels.moe_triton import fused_moe_triton
 
-    w = FP8 if fp8 else BF16
-    w13, w2 = empty(8, 4096, 7168, dtype=w), empty(8, 7168, 2048, dtype=w)
-    s13, s2 = (empty(8, 32, 56), empty(8, 56, 16)) if fp8 else (None, None)
-    ids = torch.rand(t, 8).argsort(-1).to(torch.int32)  # 8 distinct experts a token (the sort reads them)
-    return lambda: fused_moe_triton(empty(t, 7168, dtype=BF16), ids, empty(t, 8), w13, w2, s13, s2)
+    def run():
+        w = FP8 if fp8 else BF16
+        w13, w2 = empty(8, 4096, 7168, dtype=w), empty(8, 7168, 2048, dtype=w)
+        s13, s2 = (empty(8, 32, 56), empty(8, 56, 16)) if fp8 else (None, None)
+        ids = torch.rand(t, 8).argsort(-1).to(torch.int32)  # 8 distinct experts a token (the sort reads them)
+        return fused_moe_triton(empty(t, 7168, dtype=BF16), ids, empty(t, 8), w13, w2, s13, s2)
 
-
-def _bound(fn, *args):
-    return lambda: fn(*args)
+    return run
 
 
 def markdown(rows: list[dict]) -> str:
