@@ -5,10 +5,14 @@ one 8-bit digit at a time from the top. A row is cut into P slices, one program 
 in registers for the whole selection: in round r every program histograms digit r of its keys whose higher
 digits match those found so far, adds that into the row's histogram with atomics and waits at a barrier for
 the row's other programs; then each reads the histogram and takes the digit at which the count from the top
-reaches k. After four rounds the threshold key is known; each program writes its keys above it, then as many
-keys equal to it as are still needed. One launch, no host sync: it runs in a CUDA graph. The scratch (histograms,
-barriers, counters) is kept between calls and the last program to finish zeroes it again, so no memset runs.
-`torch.topk` gives one thread block to a row, which leaves a 128K-key decode row on one SM.
+reaches k. After four rounds the threshold key is known. Each program publishes how many of its keys lie above
+it and how many equal it, meets the others at one more barrier, and sums the counts of the slices before its
+own: that is where its keys go. So the output is the same on every run: the chosen positions in ascending order,
+ties at the threshold going to the lowest positions. (Slots claimed with atomics come in arrival order, which
+changes the order in which attention sums the rows, and with it the logits' last bits.) One launch, no host sync: it
+runs in a CUDA graph. The scratch (histograms, barriers) is kept between calls and the last program to finish
+zeroes it again, so no memset runs. `torch.topk` gives one thread block to a row, which leaves a 128K-key decode
+row on one SM.
 
 The barrier needs all P programs of a row running at once. Programs take their (row, slice) from a ticket
 counter, so every program holding an earlier ticket is already running: the rows before a waiting program's
@@ -31,10 +35,11 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 SIGN = tl.constexpr(-2147483648)  # int32 0x80000000; a global must be constexpr to compile
 BITS = 8  # digit width: a 256-bin histogram is cheap on chip (2048 bins measured 2-3x slower per round)
 ROUNDS = 32 // BITS
-# scratch layout per row (int32): histograms [ROUNDS, 2^BITS], barriers [ROUNDS], output counters [2];
+MAX_PROGRAMS = 256  # per row: a block holds at least S / 256 keys
+# scratch layout per row (int32): histograms [ROUNDS, 2^BITS], barriers [ROUNDS + 1] (the last before placing);
 # after the rows: the ticket counter and the count of finished programs
-ROW_SCRATCH = ROUNDS * (1 << BITS) + ROUNDS + 2
-_WORKSPACES: dict[tuple[torch.device, int], torch.Tensor] = {}
+ROW_SCRATCH = ROUNDS * (1 << BITS) + ROUNDS + 1
+_WORKSPACES: dict[tuple[torch.device, int, str], torch.Tensor] = {}
 
 
 @triton.jit
@@ -71,9 +76,9 @@ def _count_digits(hist_ptr, ukeys, keep, SHIFT: tl.constexpr, BITS: tl.constexpr
 
 @triton.jit
 def _radix_select_kernel(
-    s_ptr, scratch_ptr, o_ptr, S, k, P, SCRATCH, stride_s, stride_o,
+    s_ptr, scratch_ptr, counts_ptr, o_ptr, S, k, P, SCRATCH, stride_s, stride_o,
     BITS: tl.constexpr, ROUNDS: tl.constexpr, ROW_SCRATCH: tl.constexpr, BLOCK: tl.constexpr,
-    FIRST_DONE: tl.constexpr, PDL: tl.constexpr,
+    MAX_PROGRAMS: tl.constexpr, FIRST_DONE: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     # scores [T, S] fp32 -> o [T, k] int32: above-threshold keys first, then the needed keys equal to it.
     # FIRST_DONE: the kernel that wrote the scores has already counted the first digits (the row's hist 0).
@@ -82,7 +87,8 @@ def _radix_select_kernel(
     ticket_ptr = scratch_ptr + SCRATCH - 2  # SCRATCH: the whole scratch's length (rows, then the two counters)
     ticket = tl.atomic_add(ticket_ptr, 1)
     row = ticket // P
-    offs = (ticket % P) * BLOCK + tl.arange(0, BLOCK)
+    part = ticket % P  # the row's slice this program holds
+    offs = part * BLOCK + tl.arange(0, BLOCK)
     valid = offs < S
     scores = tl.load(s_ptr + row.to(tl.int64) * stride_s + offs, mask=valid, other=float("-inf"))
     keys = _ordered_keys(scores)
@@ -115,14 +121,23 @@ def _radix_select_kernel(
     keys = keys >> cut
     value = tl.where(scores == float("-inf"), -1, offs)  # a masked key is reported as -1
     o_row = o_ptr + row.to(tl.int64) * stride_o
-    counter = scratch + ROUNDS * BINS + ROUNDS
-    above = (valid & (keys > threshold)).to(tl.int32)
+    above = valid & (keys > threshold)
     equal = (valid & (keys == threshold)).to(tl.int32)
-    # independent slot claims: relaxed, so the two round trips to L2 overlap
-    base = tl.atomic_add(counter, tl.sum(above, axis=0), sem="relaxed")
-    slot = tl.atomic_add(counter + 1, tl.sum(equal, axis=0), sem="relaxed") + tl.cumsum(equal, axis=0) - 1
-    tl.store(o_row + base + tl.cumsum(above, axis=0) - 1, value, mask=above > 0)
-    tl.store(o_row + (k - need) + slot, value, mask=(equal > 0) & (slot < need))
+    # counts [T, 2, MAX_PROGRAMS]: every program writes its own entries each call, so they need no zeroing
+    counts = counts_ptr + row * 2 * MAX_PROGRAMS
+    tl.store(counts + part, tl.sum(above.to(tl.int32), axis=0))
+    tl.store(counts + MAX_PROGRAMS + part, tl.sum(equal, axis=0))
+    _wait_for_row(scratch + ROUNDS * BINS + ROUNDS, P)
+    # every key above is taken and the first `need` equal ones: slice i takes above_i + its share of those
+    parts = tl.arange(0, MAX_PROGRAMS)
+    above_n = tl.load(counts + parts, mask=parts < P, other=0, volatile=True)
+    equal_n = tl.load(counts + MAX_PROGRAMS + parts, mask=parts < P, other=0, volatile=True)
+    equal_before = tl.cumsum(equal_n, axis=0) - equal_n
+    taken_n = above_n + tl.minimum(tl.maximum(need - equal_before, 0), equal_n)
+    base = tl.sum(tl.where(parts < part, taken_n, 0), axis=0)
+    ties_before = tl.sum(tl.where(parts < part, equal_n, 0), axis=0)
+    take = above | ((equal > 0) & (ties_before + tl.cumsum(equal, axis=0) <= need))
+    tl.store(o_row + base + tl.cumsum(take.to(tl.int32), axis=0) - 1, value, mask=take)
     # the last program to finish (every other one is past its last scratch access) zeroes the scratch
     tl.debug_barrier()
     if tl.atomic_add(ticket_ptr + 1, 1) == tl.num_programs(0) - 1:
@@ -134,16 +149,20 @@ def radix_scratch(rows: int, device) -> torch.Tensor:
     """The zeroed scratch of topk_triton over `rows` rows, into which a scores kernel may count the first digits.
     One buffer per (device, rows), kept between calls: every select leaves it zeroed, so calls that share it
     must run one after another (one stream, as a decode step does)."""
-    device = torch.device(device)
-    key = (device, rows)
+    return _workspace(torch.device(device), rows, "scratch", rows * ROW_SCRATCH + 2)
+
+
+def _workspace(device: torch.device, rows: int, name: str, size: int) -> torch.Tensor:
+    key = (device, rows, name)
     if key not in _WORKSPACES:
-        _WORKSPACES[key] = torch.zeros(rows * ROW_SCRATCH + 2, dtype=torch.int32, device=device)
+        _WORKSPACES[key] = torch.zeros(size, dtype=torch.int32, device=device)
     return _WORKSPACES[key]
 
 
 def topk_triton(scores: torch.Tensor, k: int, block: int = 1024, out=None, scratch=None) -> torch.Tensor:
-    """scores [T, S] fp32 -> [T, k] int32 positions of each row's k largest scores, in no particular order;
-    -1 for -inf scores and, when S < k, for the missing tail. `block`: keys per program (a power of 2).
+    """scores [T, S] fp32 -> [T, k] int32 positions of each row's k largest scores in ascending order, ties
+    at the k-th largest going to the lowest positions; -1 in place of a -inf score's position and, when S < k,
+    for the missing tail. Floats are ordered by their bits, so -0.0 < 0.0. `block`: keys per program (a power of 2).
     `scratch`: the radix_scratch(T) into which the kernel that wrote `scores` counted the first digits."""
     T, S = scores.shape
     assert scores.dtype == torch.float32 and scores.stride(-1) == 1, (scores.dtype, scores.stride())
@@ -157,7 +176,7 @@ def topk_triton(scores: torch.Tensor, k: int, block: int = 1024, out=None, scrat
         out[:, :S] = torch.where(scores == float("-inf"), -1, pos)
         out[:, S:] = -1
         return out
-    block = max(block, triton.next_power_of_2(triton.cdiv(S, 256)), 1 << BITS)
+    block = max(block, triton.next_power_of_2(triton.cdiv(S, MAX_PROGRAMS)), 1 << BITS)
     if _INTERPRETED:
         block = triton.next_power_of_2(S)
     per_row = triton.cdiv(S, block)  # at most 256 programs wait at a row's barrier: far below what one GPU holds
@@ -165,9 +184,12 @@ def topk_triton(scores: torch.Tensor, k: int, block: int = 1024, out=None, scrat
     if scratch is None:
         scratch = radix_scratch(T, scores.device)
     assert scratch.shape == (T * ROW_SCRATCH + 2,) and scratch.dtype == torch.int32, (scratch.shape, T)
+    assert per_row <= MAX_PROGRAMS, (S, block)
+    counts = _workspace(scores.device, T, "counts", T * 2 * MAX_PROGRAMS)
     _radix_select_kernel[(per_row * T,)](
-        scores, scratch, out, S, k, per_row, scratch.numel(), scores.stride(0), out.stride(0),
-        BITS=BITS, ROUNDS=ROUNDS, ROW_SCRATCH=ROW_SCRATCH, BLOCK=block, FIRST_DONE=first_done,
+        scores, scratch, counts, out, S, k, per_row, scratch.numel(), scores.stride(0), out.stride(0),
+        BITS=BITS, ROUNDS=ROUNDS, ROW_SCRATCH=ROW_SCRATCH, BLOCK=block, MAX_PROGRAMS=MAX_PROGRAMS,
+        FIRST_DONE=first_done,
         num_warps=4 if block <= 2048 else 8, **pdl_args(scores.device),
     )  # fmt: skip
     return out

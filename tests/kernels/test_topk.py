@@ -1,4 +1,5 @@
-"""Radix-select top-k against torch.topk (index_topk_ref): the same multiset of chosen scores, no position twice."""
+"""Radix-select top-k against torch.topk (index_topk_ref): the same multiset of chosen scores, no position twice;
+and against its own ordering contract, position for position, which makes it the same on every run."""
 
 from __future__ import annotations
 
@@ -18,10 +19,27 @@ def _chosen(scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.where(idx >= 0, vals, NEG_INF).sort(-1).values
 
 
+def _placed(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """topk_triton's output, row by row: the positions of the k largest keys in ascending order, ties at the k-th
+    going to the lowest; keys compared by their bits as the kernel does (-0.0 below 0.0); -inf scores as -1."""
+    bits = scores.cpu().view(torch.int32)
+    keys = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
+    out = torch.full((scores.shape[0], k), -1, dtype=torch.int32)
+    for i, row in enumerate(keys):
+        taken = torch.arange(row.numel())
+        if row.numel() > k:
+            threshold = row.topk(k).values[-1]
+            above = (row > threshold).nonzero().flatten()
+            taken = torch.cat([above, (row == threshold).nonzero().flatten()[: k - above.numel()]]).sort().values
+        out[i, : taken.numel()] = torch.where(scores[i].cpu()[taken] == NEG_INF, -1, taken)
+    return out
+
+
 def _check(scores: torch.Tensor, k: int, **kw) -> None:
     t, s = scores.shape
     out = torch.full((t, k), 123456, dtype=torch.int32, device=scores.device)  # poisoned: all must be written
     topk_triton(scores, k, out=out, **kw)
+    assert torch.equal(out.cpu(), _placed(scores, k)), "positions out of their set order"
     ref = index_topk_ref(scores, k)
     assert ((out >= -1) & (out < s)).all(), "a slot was left unwritten or holds a bad position"
     assert torch.equal(_chosen(scores, out), _chosen(scores, ref))
