@@ -255,8 +255,9 @@ def main() -> None:
     rows = []
     for label, fn in cases().items():
         if args.only in label:
-            rows += measure(label, fn)
-            print(f"{label}: {', '.join(r['kernel'] for r in rows[-3:] if r['case'] == label)}", flush=True)
+            measured = measure(label, fn)
+            rows += measured
+            print(f"{label}: {', '.join(r['kernel'] for r in measured)}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "kernel-resources-sm90.md").write_text(markdown(rows))
     if args.json:

@@ -80,7 +80,7 @@ def _radix_select_kernel(
     BITS: tl.constexpr, ROUNDS: tl.constexpr, ROW_SCRATCH: tl.constexpr, BLOCK: tl.constexpr,
     MAX_PROGRAMS: tl.constexpr, FIRST_DONE: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
-    # scores [T, S] fp32 -> o [T, k] int32: above-threshold keys first, then the needed keys equal to it.
+    # scores [T, S] fp32 -> o [T, k] int32: the positions taken, ascending (-1 for a -inf score).
     # FIRST_DONE: the kernel that wrote the scores has already counted the first digits (the row's hist 0).
     BINS: tl.constexpr = 1 << BITS
     wait_for_inputs(PDL)
