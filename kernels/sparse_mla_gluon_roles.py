@@ -21,6 +21,7 @@ Same contract and shapes as sparse_mla_gluon (bf16, 512 latent + 64 RoPE, 64 hea
 
 from __future__ import annotations
 
+import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy as cp
@@ -32,6 +33,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
+from .pdl import pdl_args
 from .sparse_mla_gluon import (
     _async_load,
     _barrier,
@@ -181,10 +183,14 @@ def _sparse_mla_roles_kernel(
     stride_ob, stride_ot, stride_os, stride_oh, stride_lb, stride_lt, stride_ls,
     DV: gl.constexpr, DPE: gl.constexpr, BLOCK_N: gl.constexpr, NBUF: gl.constexpr, SPLIT: gl.constexpr,
     CHUNK: gl.constexpr, LOAD_WARPS: gl.constexpr, LOAD_REGS: gl.constexpr, VALUE_REGS: gl.constexpr,
+    PDL: gl.constexpr,
 ):  # fmt: skip
     # q [B, T, H, DV + DPE], kv [B, S, DV + DPE], idx [B, T, K] int32 (-1 = skip); o as in the Triton kernel
     dtype: gl.constexpr = q_ptr.dtype.element_ty
     b, t, pid_h, split = _program(T)
+    if PDL:  # as kernels.pdl.wait_for_inputs, before any read or write
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
 
     p_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, BLOCK_N], dtype)
     vec_layout: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
@@ -238,6 +244,7 @@ def sparse_mla_gluon_roles(q, kv, indices, scale: float, dv: int, out=None, conf
     """q [B, T, H, 576], kv [B, S, 576], indices [B, T, K] int32 (-1 = skip) -> [B, T, H, 512] bf16."""
     block_n, nbuf, chunk, load_regs, value_regs, nsplit = config or DEFAULT_ROLES_CONFIG
     meta = {"NBUF": nbuf, "CHUNK": chunk, "LOAD_WARPS": LOAD_WARPS, "LOAD_REGS": load_regs, "VALUE_REGS": value_regs}
+    meta |= pdl_args(q.device)
     return launch(_sparse_mla_roles_kernel, q, kv, indices, scale, dv, out, block_n, nsplit, num_warps=4, **meta)
 
 
