@@ -79,14 +79,6 @@ class StepSizes:
         return (weights + dense) / (weights + dsa)
 
 
-def step_bytes(config, context: int, batch: int) -> tuple[float, float, float]:
-    return StepSizes.of(config).step(context, batch)
-
-
-def ratio(config, context: int, batch: int) -> float:
-    return StepSizes.of(config).ratio(context, batch)
-
-
 def report(context: int, target: float) -> str:
     sizes = StepSizes.of(config_from_dict(preset_config("v32-layer", fp8=True)))
     rows = []
