@@ -10,22 +10,13 @@ from dsagent.kernels.elementwise import add, swiglu
 from dsagent.kernels.moe import fused_moe
 from dsagent.kernels.routing import Routing, route
 from dsagent.model.config import ModelConfig
-from dsagent.model.layers import Linear, fuse_rows, matmul_fp32
+from dsagent.model.layers import Linear, capturing_decode, fuse_rows, matmul_fp32, side_stream
 
 # Up to this many tokens (decode), in a step being captured into a CUDA graph, the shared expert runs on a side
 # stream beside the router and the routed experts: both are short, memory-bound kernels whose ramps and tails
 # then overlap. Launched from Python (eager), the stream switches cost more host time than they save (H100).
 # 0 turns it off.
 OVERLAP_ROWS = 16
-_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
-
-
-def side_stream(device: torch.device) -> torch.cuda.Stream:
-    """One side stream per GPU, kept for the process (a CUDA graph captures work forked onto it)."""
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    if idx not in _SIDE_STREAMS:
-        _SIDE_STREAMS[idx] = torch.cuda.Stream(idx)
-    return _SIDE_STREAMS[idx]
 
 
 class MLP:
@@ -84,7 +75,7 @@ class MoE:
     def __call__(self, x: torch.Tensor, trace: dict | None = None) -> torch.Tensor:
         if self.shared is None:
             return self.routed(x, trace)
-        if not (x.is_cuda and x.shape[0] <= OVERLAP_ROWS and torch.cuda.is_current_stream_capturing()):
+        if not capturing_decode(x, OVERLAP_ROWS):
             return add(self.routed(x, trace), self.shared(x))
         # fork: the side stream starts after what the main stream has queued (x is ready); join before the sum.
         # Every tensor either stream touches is freed only after the join, so no block is reused early.

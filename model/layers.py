@@ -74,6 +74,23 @@ def fuse_rows(linears: list[Linear]) -> Linear | None:
     return Linear(weight, scale)
 
 
+_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One side stream per GPU, kept for the process (a CUDA graph captures work forked onto it)."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SIDE_STREAMS:
+        _SIDE_STREAMS[idx] = torch.cuda.Stream(idx)
+    return _SIDE_STREAMS[idx]
+
+
+def capturing_decode(x: torch.Tensor, rows: int) -> bool:
+    """Whether x's step (at most `rows` tokens) is being captured into a CUDA graph: work forked onto a side
+    stream then costs nothing at replay, while launched from Python the stream switches cost host time."""
+    return x.is_cuda and x.shape[0] <= rows and torch.cuda.is_current_stream_capturing()
+
+
 def matmul_fp32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [..., K] @ weight [N, K]^T in fp32 without an fp32 copy of the whole weight (the LM head).
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from dsagent.kernels import indexer_triton
-from dsagent.model import ffn
+from dsagent.model import attention, ffn
 from dsagent.model.cache import CHUNK
 from dsagent.model.engine import Engine, Session
 
@@ -83,20 +83,25 @@ def test_sessions_capture_after_every_earlier_one_is_gone(shared_dir: Path) -> N
         gc.collect()
 
 
+def _replayed(engine: Engine, prompt: int, steps: int, seed: int) -> torch.Tensor:
+    """[steps, V] logits of one-token appends after a prompt, all but the first replayed from the step's graph."""
+    session = engine.new_session()
+    session.append(_tokens(prompt, seed=seed))
+    logits = torch.stack([session.append([t]) for t in _tokens(steps, seed=seed + 1)])
+    assert session._graph is not None and not session._graph.failed and session._graph.replays == steps - 1
+    return logits
+
+
 def test_shared_expert_on_a_side_stream_changes_no_bit(shared_dir: Path, monkeypatch) -> None:
     # captured decode steps run the shared expert on a side stream beside the routed experts; the same kernels
     # on the same inputs, so the replayed logits must be identical to running it after them
     engine = Engine.from_pretrained(shared_dir / "parity" / "v32-tiny-fp8", device="cuda", progress=False)
     assert engine.config.n_shared_experts and ffn.OVERLAP_ROWS > 0
-    logits = {}
+    logits = []
     for rows in (0, ffn.OVERLAP_ROWS):  # after the routed experts, then beside them
         monkeypatch.setattr(ffn, "OVERLAP_ROWS", rows)
-        session = engine.new_session()
-        session.append(_tokens(40, seed=8))
-        logits[rows] = torch.stack([session.append([t]) for t in _tokens(6, seed=9)])
-        assert session._graph is not None and not session._graph.failed and session._graph.replays == 5
-    after, beside = logits.values()
-    assert torch.equal(after, beside)
+        logits.append(_replayed(engine, 40, 6, seed=8))
+    assert torch.equal(*logits)
 
 
 def test_graphs_switch(shared_dir: Path) -> None:
@@ -142,10 +147,18 @@ def test_decode_is_the_same_on_every_run(shared_dir: Path, monkeypatch) -> None:
     # must come out in one order whichever program finishes first, or attention sums them in another order
     monkeypatch.setattr(indexer_triton, "RADIX_MIN_KEYS", 64)
     engine = Engine.from_pretrained(shared_dir / "parity" / "v32-tiny-fp8", device="cuda", progress=False)
-    runs = []
-    for _ in range(3):
-        session = engine.new_session()
-        session.append(_tokens(2000, seed=10))
-        runs.append(torch.stack([session.append([t]) for t in _tokens(8, seed=11)]))
-        assert session._graph is not None and session._graph.replays == 7
+    runs = [_replayed(engine, 2000, 8, seed=10) for _ in range(3)]
     assert all(torch.equal(runs[0], other) for other in runs[1:])
+
+
+def test_indexer_on_a_side_stream_gives_the_same_logits(shared_dir: Path, monkeypatch) -> None:
+    # captured decode steps run the indexer (its wq_b, scores, radix top-k) on a side stream beside q_b, the
+    # cache row and the absorbed query; q_b then runs alone instead of stacked with wq_b, a GEMM of another width
+    monkeypatch.setattr(indexer_triton, "RADIX_MIN_KEYS", 64)
+    engine = Engine.from_pretrained(shared_dir / "parity" / "v32-tiny-fp8", device="cuda", progress=False)
+    assert engine.model.blocks[0].attn.indexer is not None and attention.OVERLAP_ROWS > 0
+    logits = []
+    for rows in (0, attention.OVERLAP_ROWS):
+        monkeypatch.setattr(attention, "OVERLAP_ROWS", rows)
+        logits.append(_replayed(engine, 300, 6, seed=12))
+    assert F.cosine_similarity(*logits, dim=-1).min().item() >= 0.9999
