@@ -73,9 +73,9 @@ class MLA:
         qa, index_k, kv_a = self._project_inputs(x)
         qr = None if qa is None else rms_norm(qa, self.q_a_norm, self.eps)
         if form == "absorbed" and qr is not None and self.indexer is not None and capturing_decode(x, OVERLAP_ROWS):
-            return self.o(self._beside_indexer(x, qr, start, (cos, sin), cache, kv_a, index_k, dense, trace).flatten(1))
+            return self._beside_indexer(x, qr, start, (cos, sin), cache, kv_a, index_k, dense, trace)
         q, index_q = self._project_queries(x if qr is None else qr)
-        q_nope, q_pe = q.view(x.shape[0], self.heads, self.nope + self.rope).split([self.nope, self.rope], dim=-1)
+        q_nope, q_pe = self._split_heads(q)
         kv = self._write_row(kv_a, start, cos, sin, cache)
         selected = None
         if self.indexer is not None:
@@ -93,7 +93,7 @@ class MLA:
 
     def _beside_indexer(self, x, qr, start, rope, cache, kv_a, index_k, dense, trace) -> torch.Tensor:
         """A captured decode step with the indexer (its wq_b, scores and top-k) on a side stream, beside q_b,
-        the cache row and the absorbed query on the main one -> [T, H, Dv]. The top-k is barrier-bound, not
+        the cache row and the absorbed query on the main one -> [T, D]. The top-k is barrier-bound, not
         bandwidth-bound, so the main stream's GEMMs stream their weights meanwhile. Every tensor either stream
         touches is freed only after the join (or, made on the side stream, reused there only after the next
         fork), so no block is reused early."""
@@ -101,14 +101,17 @@ class MLA:
         side.wait_stream(main)
         with torch.cuda.stream(side):
             selected = self.indexer(x, qr, start, *rope, cache, None, index_k)  # [T, K]
-        q = self.q_b(qr)
-        q_nope, q_pe = q.view(x.shape[0], self.heads, self.nope + self.rope).split([self.nope, self.rope], dim=-1)
+        q_nope, q_pe = self._split_heads(self.q_b(qr))
         kv = self._write_row(kv_a, start, *rope, cache)
         q, w = self._absorbed_query(q_nope, q_pe, rope)
         main.wait_stream(side)
         if trace is not None:
             trace["topk"] = selected
-        return self._absorbed(q, w, kv, start, None if dense else selected)
+        return self.o(self._absorbed(q, w, kv, start, None if dense else selected).flatten(1))
+
+    def _split_heads(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q [T, H * (Dn+R)] -> (q_nope [T, H, Dn], q_pe [T, H, R]), views."""
+        return q.view(q.shape[0], self.heads, self.nope + self.rope).split([self.nope, self.rope], dim=-1)
 
     def _write_row(self, kv_a, start, cos, sin, cache: LayerCache) -> torch.Tensor:
         """kv_a [T, C+R] -> this step's cache rows written -> the cache [S, C+R]."""
