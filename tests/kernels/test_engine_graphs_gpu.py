@@ -154,6 +154,7 @@ def test_decode_is_the_same_on_every_run(shared_dir: Path, monkeypatch) -> None:
 def test_indexer_on_a_side_stream_gives_the_same_logits(shared_dir: Path, monkeypatch) -> None:
     # captured decode steps run the indexer (its wq_b, scores, radix top-k) on a side stream beside q_b, the
     # cache row and the absorbed query; q_b then runs alone instead of stacked with wq_b, a GEMM of another width
+    # whose columns are still summed in the same order, so no bit may change
     monkeypatch.setattr(indexer_triton, "RADIX_MIN_KEYS", 64)
     engine = Engine.from_pretrained(shared_dir / "parity" / "v32-tiny-fp8", device="cuda", progress=False)
     assert engine.model.blocks[0].attn.indexer is not None and attention.OVERLAP_ROWS > 0
@@ -161,4 +162,4 @@ def test_indexer_on_a_side_stream_gives_the_same_logits(shared_dir: Path, monkey
     for rows in (0, attention.OVERLAP_ROWS):
         monkeypatch.setattr(attention, "OVERLAP_ROWS", rows)
         logits.append(_replayed(engine, 300, 6, seed=12))
-    assert F.cosine_similarity(*logits, dim=-1).min().item() >= 0.9999
+    assert torch.equal(*logits), (logits[0] - logits[1]).abs().max().item()
