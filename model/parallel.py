@@ -129,16 +129,18 @@ class ParallelMoE(MoE):
             local = local.masked_fill(~mine, 0)
             return fused_moe(x, local, weights.masked_fill(~mine, 0.0), self.w13, self.w2, *scales).float()
         y = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        tokens, slots = mine.nonzero(as_tuple=True)
+        # the pairs slot by slot (tokens ascending within a slot): the mask read transposed
+        slots, tokens = mine.t().nonzero(as_tuple=True)
         if tokens.numel():
             pairs = fused_moe(
                 x[tokens], local[tokens, slots, None], weights[tokens, slots, None], self.w13, self.w2, *scales
             )  # [P, D]: one expert output per pair, rounded as a single-GPU run rounds it
             # one add per slot: within a slot no token repeats, so on CUDA no two atomics meet on one element
-            # and the sum comes out the same on every run
-            for j in range(ids.shape[1]):
-                at = slots == j
-                y.index_add_(0, tokens[at], pairs[at].float())
+            # and the sum comes out the same on every run. The slots' sizes come in one host read, not one
+            # boolean mask (a host sync each) per slot.
+            sizes = mine.sum(0).tolist()
+            for t, p in zip(tokens.split(sizes), pairs.split(sizes), strict=True):
+                y.index_add_(0, t, p.float())
         return y
 
 
