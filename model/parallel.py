@@ -136,8 +136,8 @@ class ParallelMoE(MoE):
                 x[tokens], local[tokens, slots, None], weights[tokens, slots, None], self.w13, self.w2, *scales
             )  # [P, D]: one expert output per pair, rounded as a single-GPU run rounds it
             # one add per slot: within a slot no token repeats, so on CUDA no two atomics meet on one element
-            # and the sum comes out the same on every run. The slots' sizes come in one host read, not one
-            # boolean mask (a host sync each) per slot.
+            # and the sum comes out the same on every run. The slots' sizes come in one host read, not two
+            # boolean gathers (a host sync each) per slot.
             sizes = mine.sum(0).tolist()
             for t, p in zip(tokens.split(sizes), pairs.split(sizes), strict=True):
                 y.index_add_(0, t, p.float())
