@@ -31,7 +31,9 @@ def card(app: DsagentApp, name: str) -> ToolCard | None:
 
 @pytest.mark.slow
 async def test_full_flow_streams_asks_shows_diff_and_applies(project: Path, tmp_path: Path) -> None:
-    script = write_script(tmp_path / "fix.jsonl", fix_script(delay=0.05))
+    # the first step's reasoning streams in 13 chunks over ~2.6 s: on a loaded 2-core runner the app's loop can
+    # stall for most of a second, and the check below must still catch the text half-way
+    script = write_script(tmp_path / "fix.jsonl", fix_script(delay=0.2))
     app = DsagentApp(settings_for(script), project, sandbox=False)
     async with app.run_test(size=(100, 40)) as pilot:
         await type_and_send(pilot, "make test_add pass")
