@@ -145,6 +145,15 @@ def _store_lse(m_i, l_i, lse_base, pid_h, H, row_layout: gl.constexpr):
 
 
 @gluon.jit
+def _wait_for_inputs(PDL: gl.constexpr):
+    """kernels.pdl.wait_for_inputs for Gluon kernels (that one is a Triton function): wait for the kernel before,
+    then let the next one be placed. Called before any read or write."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
+
+
+@gluon.jit
 def _sparse_mla_gluon_kernel(
     q_ptr, kv_ptr, idx_ptr, o_ptr, lse_ptr,
     T, H, K, qk_scale, KEYS_PER_SPLIT,
@@ -157,9 +166,7 @@ def _sparse_mla_gluon_kernel(
     BLOCK_H: gl.constexpr = 64
     dtype: gl.constexpr = q_ptr.dtype.element_ty
     b, t, pid_h, split = _program(T)
-    if PDL:  # as kernels.pdl.wait_for_inputs, which is a Triton function
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+    _wait_for_inputs(PDL)
 
     # Layouts. Scores [64 heads, BLOCK_N keys] and output [64 heads, DV]: each warpgroup holds half the columns.
     # S_SPLIT: each warpgroup scores half the keys (softmax rows reduced across both); else both score all

@@ -21,7 +21,6 @@ Same contract and shapes as sparse_mla_gluon (bf16, 512 latent + 64 RoPE, 64 hea
 
 from __future__ import annotations
 
-import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy as cp
@@ -43,6 +42,7 @@ from .sparse_mla_gluon import (
     _softmax_step,
     _store_lse,
     _store_rows,
+    _wait_for_inputs,
     launch,
 )
 
@@ -188,9 +188,7 @@ def _sparse_mla_roles_kernel(
     # q [B, T, H, DV + DPE], kv [B, S, DV + DPE], idx [B, T, K] int32 (-1 = skip); o as in the Triton kernel
     dtype: gl.constexpr = q_ptr.dtype.element_ty
     b, t, pid_h, split = _program(T)
-    if PDL:  # as kernels.pdl.wait_for_inputs, before any read or write
-        tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+    _wait_for_inputs(PDL)
 
     p_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, BLOCK_N], dtype)
     vec_layout: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[0])
