@@ -169,7 +169,19 @@ def _row_cases(t: int) -> dict:
     }  # fmt: skip
     if t == 1:
         cases["router GEMV 256x7168, T=1"] = lambda: gemv_fp32_triton(empty(1, 7168), empty(256, 7168))
-    return cases
+    return cases | _head_cases(t)
+
+
+def _head_cases(t: int) -> dict:
+    from dsagent.kernels.head_matmul_triton import head_matmul_triton
+
+    w, s = empty(128 * 256, 512, dtype=FP8), empty(256, 4)
+    return {
+        f"kv_b query q_nope @ W_uk (fp8), T={t}": lambda: head_matmul_triton(empty(t, 128, 128, dtype=BF16), w, s,
+                                                                             128, 0, 128, False),
+        f"kv_b output latent @ W_uv^T (fp8), T={t}": lambda: head_matmul_triton(empty(t, 128, 512, dtype=BF16), w, s,
+                                                                                128, 128, 128, True),
+    }  # fmt: skip
 
 
 def _fp8_linear(m: int, n: int, k: int):

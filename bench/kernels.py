@@ -4,7 +4,7 @@ For each kernel: the floor (bytes / measured copy bandwidth or FLOPs / measured 
 is larger), the measured median time, floor / time, and the issue's target where there is one. Writes
 bench/results/kernels-<device>.md (or --out DIR). Needs a CUDA GPU; runs in a few minutes.
 
-    python bench/kernels.py [--out DIR] [--sweep] [--only mla,indexer,topk,fp8,moe]
+    python bench/kernels.py [--out DIR] [--sweep] [--only mla,indexer,topk,fp8,heads,moe]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from gpu_common import (
     timed,
     write_report,
 )
+from kernels_heads import bench_heads
 from kernels_moe import bench_moe
 
 FP8 = torch.float8_e4m3fn
@@ -256,7 +257,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--sweep", action="store_true", help="also time alternative tile configurations")
-    parser.add_argument("--only", default="mla,indexer,topk,fp8,moe", help="sections")
+    parser.add_argument("--only", default="mla,indexer,topk,fp8,heads,moe", help="sections")
     args = parser.parse_args()
     torch.manual_seed(0)
     ceil = measure_ceilings()
@@ -268,7 +269,8 @@ def main() -> None:
     print("\n".join(pre), flush=True)
     table = Table("Kernels at DeepSeek-V3.2 shapes", COLUMNS)
     benches = {
-        "mla": bench_sparse_mla, "indexer": bench_indexer, "topk": bench_topk, "fp8": bench_fp8, "moe": bench_moe,
+        "mla": bench_sparse_mla, "indexer": bench_indexer, "topk": bench_topk, "fp8": bench_fp8, "heads": bench_heads,
+        "moe": bench_moe,
     }  # fmt: skip
     for name in args.only.split(","):
         benches[name](ceil, table, args.sweep)

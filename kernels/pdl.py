@@ -4,10 +4,11 @@ on the stream is still draining, instead of after it has finished.
 Used by every Triton kernel here and by both Gluon sparse MLA kernels. A decode step is a chain of short
 kernels, each of which is launched, ramps up and drains on its own. With PDL the next kernel's programs are
 placed on the SMs while the one before still runs; `wait_for_inputs` holds them until that kernel has finished
-and its writes are visible, then lets the kernel after them be placed in turn. Every kernel launched with PDL
-waits before it reads or writes anything (so no earlier kernel's writes or reads can cross its own). Captured
-into a CUDA graph, the launches keep their programmatic edges. `DSAGENT_PDL=0` launches every kernel the plain
-way.
+and its writes are visible, then lets the kernel after them be placed in turn (all but the kv_b head
+products, whose next kernel, o_proj's GEMM, measured slower placed early: `head_matmul_triton.RELEASE_NEXT`).
+Every kernel launched with PDL waits before it reads or writes anything (so no earlier kernel's writes or reads
+can cross its own). Captured into a CUDA graph, the launches keep their programmatic edges. `DSAGENT_PDL=0`
+launches every kernel the plain way.
 
 Measured on H100: 0.55 us less per launch in a chain of small kernels, 3.5% off a layer's decode step. Asking
 a GEMM's weights or the indexer's keys into L2 before the wait (`prefetch.global.L2` or the bulk prefetch)
@@ -42,9 +43,11 @@ def pdl_args(device: torch.device) -> dict:
 
 
 @triton.jit
-def wait_for_inputs(PDL: tl.constexpr):
-    """Wait until the kernel before this one has finished and its writes are visible, then let the next kernel
-    start its programs. A no-op without PDL."""
+def wait_for_inputs(PDL: tl.constexpr, RELEASE: tl.constexpr = True):
+    """Wait until the kernel before this one has finished and its writes are visible, then (RELEASE) let the next
+    kernel start its programs; without RELEASE the next kernel's programs are placed when this one's have all
+    ended, as without PDL. A no-op without PDL."""
     if PDL:
         tl.extra.cuda.gdc_wait()
-        tl.extra.cuda.gdc_launch_dependents()
+        if RELEASE:
+            tl.extra.cuda.gdc_launch_dependents()

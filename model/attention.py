@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from dsagent.kernels.fp8 import fp8_roundtrip
+from dsagent.kernels.head_matmul import head_matmul
 from dsagent.kernels.sparse_mla import sparse_mla
 from dsagent.model.cache import LayerCache, write_rows
 from dsagent.model.config import ModelConfig
@@ -87,8 +88,7 @@ class MLA:
         if form == "expanded":
             out = self._expanded(q_nope, apply_rope(q_pe, cos, sin, interleaved=True), kv, start, selected)
         else:
-            q, w = self._absorbed_query(q_nope, q_pe, (cos, sin))
-            out = self._absorbed(q, w, kv, start, selected)
+            out = self._absorbed(self._absorbed_query(q_nope, q_pe, (cos, sin)), kv, start, selected)
         return self.o(out.flatten(1))
 
     def _beside_indexer(self, x, qr, start, rope, cache, kv_a, index_k, dense, trace) -> torch.Tensor:
@@ -103,11 +103,11 @@ class MLA:
             selected = self.indexer(x, qr, start, *rope, cache, None, index_k)  # [T, K]
         q_nope, q_pe = self._split_heads(self.q_b(qr))
         kv = self._write_row(kv_a, start, *rope, cache)
-        q, w = self._absorbed_query(q_nope, q_pe, rope)
+        q = self._absorbed_query(q_nope, q_pe, rope)
         main.wait_stream(side)
         if trace is not None:
             trace["topk"] = selected
-        return self.o(self._absorbed(q, w, kv, start, None if dense else selected).flatten(1))
+        return self.o(self._absorbed(q, kv, start, None if dense else selected).flatten(1))
 
     def _split_heads(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q [T, H * (Dn+R)] -> (q_nope [T, H, Dn], q_pe [T, H, R]), views."""
@@ -158,17 +158,19 @@ class MLA:
             out[a:b] = torch.einsum("ths,shd->thd", scores.float(), v).to(dtype)
         return out
 
-    def _absorbed_query(self, q_nope, q_pe, rope) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (q = [q_nope W_uk, rope(q_pe)] [T, H, C+R], kv_b's weight w [H, Dn+Dv, C])."""
-        t_len, dtype = q_nope.shape[0], q_nope.dtype
-        w = self.kv_b.dense(dtype).view(self.heads, self.nope + self.dv, self.rank)
-        # each part written in place (no concatenation)
-        q = torch.empty(t_len, self.heads, self.rank + self.rope, dtype=dtype, device=q_nope.device)
-        torch.bmm(q_nope.transpose(0, 1), w[:, : self.nope], out=q[..., : self.rank].transpose(0, 1))
+    def _absorbed_query(self, q_nope, q_pe, rope) -> torch.Tensor:
+        """-> q = [q_nope W_uk, rope(q_pe)] [T, H, C+R], each part written in place (no concatenation)."""
+        q = torch.empty(q_nope.shape[0], self.heads, self.rank + self.rope, dtype=q_nope.dtype, device=q_nope.device)
+        self._kv_b_heads(q_nope, 0, self.nope, False, out=q[..., : self.rank])
         apply_rope(q_pe, *rope, interleaved=True, out=q[..., self.rank :])
-        return q, w
+        return q
 
-    def _absorbed(self, q, w, kv, start, selected: torch.Tensor | None) -> torch.Tensor:
+    def _kv_b_heads(self, x, first: int, count: int, transpose: bool, out=None) -> torch.Tensor:
+        """x times rows first..first+count of each head's block of kv_b's weight (transposed: x [T, H, C])."""
+        kv_b, dtype = self.kv_b, x.dtype
+        return head_matmul(x, kv_b.weight, kv_b.scale, lambda: kv_b.dense(dtype), first, count, transpose, out)
+
+    def _absorbed(self, q, kv, start, selected: torch.Tensor | None) -> torch.Tensor:
         """q [T, H, C+R] over the cached latent rows kv [S, C+R] -> [T, H, Dv]."""
         t_len, s_len = q.shape[0], kv.shape[0]
         if selected is None:  # dense attention: every visible key
@@ -178,7 +180,7 @@ class MLA:
             visible = start.unsqueeze(1)  # [T, 1] the last key position each query sees
             selected = pos.masked_fill(pos > visible, -1)
         out = sparse_mla(q[None], kv[None], selected[None], self.scale, self.rank)[0]  # [T, H, C]
-        return torch.einsum("thc,hdc->thd", out, w[:, self.nope :])  # [T, H, Dv]
+        return self._kv_b_heads(out, self.nope, self.dv, True)  # [T, H, Dv]
 
 
 def _allowed(t_len: int, s_len: int, start: int, selected: torch.Tensor | None, device) -> torch.Tensor:
