@@ -91,7 +91,7 @@ def head_matmul_fits(
     rows = weight.shape[0] // heads
     _, block_n, block_k = _tiles(x.shape[0], x.shape[-1], count if transpose else weight.shape[1], transpose)
     along_rows = block_n if transpose else block_k
-    return scale is None or (rows % along_rows == 0 and first % along_rows == 0 and along_rows <= 128)
+    return scale is None or (rows % along_rows == 0 and first % along_rows == 0)
 
 
 def head_matmul_triton(

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from dsagent.kernels.fp8 import act_quant_ref
+
+
+def fp8_weight(n: int, k: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(w [n, k] e4m3 spanning its range, w_scale [ceil(n/128), ceil(k/128)] fp32): a block-scaled fp8 weight."""
+    w = (torch.randn(n, k, device=device) * 100).clamp(-448, 448).to(torch.float8_e4m3fn)
+    scale = torch.rand(math.ceil(n / 128), math.ceil(k / 128), device=device) * 1e-2 + 1e-3
+    return w, scale
 
 
 def indexer_inputs(t: int, h: int, d: int, s: int, device: str):

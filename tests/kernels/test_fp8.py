@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from dsagent.kernels.fp8 import act_dequant, act_quant_ref, fp8_gemm_ref
@@ -15,14 +13,9 @@ from dsagent.kernels.fp8_triton import (
     fp8_roundtrip_triton,
     split_counts,
 )
+from kernel_kit import fp8_weight
 
 FP8 = torch.float8_e4m3fn
-
-
-def _random_weight(n: int, k: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    w = (torch.randn(n, k, device=device) * 100).clamp(-448, 448).to(FP8)
-    scale = torch.rand(math.ceil(n / 128), math.ceil(k / 128), device=device) * 1e-2 + 1e-3
-    return w, scale
 
 
 @pytest.mark.parametrize("shape", [(7, 300), (2, 3, 128), (1, 1000), (0, 300)])
@@ -49,7 +42,7 @@ def test_act_quant_matches_reference(shape, dtype, device):
 )
 def test_fp8_gemm_matches_reference(m, n, k, config, device, rmse):
     x_fp8, x_scale = act_quant_ref(torch.randn(m, k, device=device) * 4)
-    w_fp8, w_scale = _random_weight(n, k, device)
+    w_fp8, w_scale = fp8_weight(n, k, device)
     ref = fp8_gemm_ref(x_fp8, x_scale, w_fp8, w_scale)
     out = torch.full((m, n), float("nan"), device=device, dtype=torch.bfloat16)
     fp8_gemm_triton(x_fp8, x_scale, w_fp8, w_scale, config=config, out=out)
@@ -77,7 +70,7 @@ def test_fp8_linear_quantises_inside_the_gemm(m, n, k, config, dtype, device):
     # the GEMM that quantises its own input must give exactly the product of act_quant's output
     x = (torch.randn(m, k, device=device) * 4).to(dtype)
     x[0, :128] *= 1e-7  # a block under the amax clamp
-    w_fp8, w_scale = _random_weight(n, k, device)
+    w_fp8, w_scale = fp8_weight(n, k, device)
     ref = fp8_gemm_triton(*act_quant_ref(x), w_fp8, w_scale, config=config)
     out = torch.full((m, n), float("nan"), device=device, dtype=torch.bfloat16)
     assert torch.equal(fp8_linear_triton(x, w_fp8, w_scale, config=config, out=out), ref)
@@ -88,7 +81,7 @@ def test_fp8_gemm_split_k_leaves_its_counts_zeroed(device, rmse):
     # through the same counts must come out right too, and the counts must be zero after each
     for m, n, k, split in ((1, 200, 640, 5), (3, 130, 384, 3)):
         x_fp8, x_scale = act_quant_ref(torch.randn(m, k, device=device) * 4)
-        w_fp8, w_scale = _random_weight(n, k, device)
+        w_fp8, w_scale = fp8_weight(n, k, device)
         ref = fp8_gemm_ref(x_fp8, x_scale, w_fp8, w_scale)
         for _ in range(2):
             out = torch.full((m, n), float("nan"), device=device, dtype=torch.bfloat16)
@@ -101,7 +94,7 @@ def test_fp8_gemm_split_k_leaves_its_counts_zeroed(device, rmse):
 @pytest.mark.parametrize(("m", "n", "k"), [(1, 7168, 2048), (16, 576, 7168), (511, 2112, 7168), (4096, 4096, 7168)])
 def test_fp8_gemm_full_shapes_gpu(m, n, k, rmse):
     x_fp8, x_scale = act_quant_triton(torch.randn(m, k, device="cuda", dtype=torch.bfloat16))
-    w_fp8, w_scale = _random_weight(n, k, "cuda")
+    w_fp8, w_scale = fp8_weight(n, k, "cuda")
     ref = fp8_gemm_ref(x_fp8, x_scale, w_fp8, w_scale)
     out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
     assert rmse(fp8_gemm_triton(x_fp8, x_scale, w_fp8, w_scale, out=out), ref) < 5e-3

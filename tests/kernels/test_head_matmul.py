@@ -3,24 +3,22 @@ product with the weight dequantised as the PyTorch path holds it."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from dsagent.kernels.fp8 import weight_dequant
 from dsagent.kernels.head_matmul import head_matmul, head_matmul_ref
 from dsagent.kernels.head_matmul_triton import head_matmul_fits, head_matmul_triton
+from kernel_kit import fp8_weight
 
 FP8 = torch.float8_e4m3fn
 
 
 def _weight(heads: int, rows: int, c: int, fp8: bool, dtype, device: str):
     """(weight [H*R, C], its 128x128 block scales or None, the weight in `dtype` as the PyTorch path uses it)."""
-    w = torch.randn(heads * rows, c, device=device)
     if not fp8:
-        return w.to(dtype), None, w.to(dtype)
-    w8 = (w * 100).clamp(-448, 448).to(FP8)
-    scale = torch.rand(math.ceil(heads * rows / 128), math.ceil(c / 128), device=device) * 1e-2 + 1e-3
+        w = torch.randn(heads * rows, c, device=device).to(dtype)
+        return w, None, w
+    w8, scale = fp8_weight(heads * rows, c, device)
     return w8, scale, weight_dequant(w8, scale).to(dtype)
 
 
